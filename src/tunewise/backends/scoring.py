@@ -1,0 +1,139 @@
+"""Label scoring by log-likelihood with a shared-prefix KV cache.
+
+Few-shot and instruction prompts repeat one long prefix for every example. We run the prefix once,
+keep its KV cache, and for each batch of examples run only their suffixes (left-padded *after* the
+prefix, with explicit position ids so padding never shifts positions). Every candidate continuation
+(label) is then scored from a copy of that cache, so each label costs only its own few tokens.
+Continuations of a batch are packed in one row per example (see `_packed_continuations`).
+`score_continuations_naive` is the reference (one full forward per example and label) used by tests.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+
+
+def _forward(model, cache_kw: str, **kwargs):
+    if cache_kw != "cache" and "cache" in kwargs:
+        kwargs[cache_kw] = kwargs.pop("cache")
+    out = model(**kwargs, use_cache=True)
+    cache = out.get("cache") if "cache" in out else out.get("past_key_values")
+    return out.logits, cache
+
+
+@torch.no_grad()
+def score_continuations(
+    model,
+    prefix: Sequence[int],
+    suffixes: Sequence[Sequence[int]],
+    continuations: Sequence[Sequence[int]],
+    batch_size: int = 16,
+    cache_kw: str = "cache",
+    pad_id: int = 0,
+    on_batch: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """Return log P(continuation | prefix + suffix) summed over tokens, shape (len(suffixes), len(conts))."""
+    device = next(model.parameters()).device
+    n_cont = len(continuations)
+    if any(len(c) == 0 for c in continuations):
+        raise ValueError("every continuation needs at least one token")
+    scores = np.zeros((len(suffixes), n_cont), dtype=np.float64)
+    prefix_cache, prefix_logits = None, None
+    if prefix:
+        prefix_logits, prefix_cache = _forward(
+            model, cache_kw, input_ids=torch.tensor([list(prefix)], device=device))
+        prefix_logits = prefix_logits[:, -1]
+    p_len = len(prefix)
+    # Longest first: similar lengths share a batch (dynamic padding), and memory peaks early.
+    order = sorted(range(len(suffixes)), key=lambda i: -len(suffixes[i]))
+    cont_len = max(len(c) for c in continuations)
+    first = torch.tensor([c[0] for c in continuations], device=device)
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        b = len(idx)
+        width = max(len(suffixes[i]) for i in idx)
+        ids = torch.full((b, width), pad_id, dtype=torch.long, device=device)
+        smask = torch.zeros((b, width), dtype=torch.long, device=device)
+        for r, i in enumerate(idx):
+            s = suffixes[i]
+            if s:
+                ids[r, width - len(s):] = torch.tensor(list(s))
+                smask[r, width - len(s):] = 1
+        mask = torch.cat([torch.ones((b, p_len), dtype=torch.long, device=device), smask], dim=1)
+        cache = None
+        if prefix_cache is not None:
+            cache = copy.deepcopy(prefix_cache)
+            cache.batch_repeat_interleave(b)
+        if width:
+            pos = (p_len + smask.cumsum(1) - 1).clamp(min=p_len)
+            logits, cache = _forward(model, cache_kw, input_ids=ids, attention_mask=mask,
+                                     position_ids=pos, cache=cache)
+            last = logits[:, -1]
+            # An empty suffix (possible only with a prefix) predicts from the prefix's last position.
+            if prefix_logits is not None:
+                empty = smask.sum(1) == 0
+                last = torch.where(empty[:, None], prefix_logits.expand(b, -1), last)
+            next_pos = p_len + smask.sum(1)
+        else:
+            last = prefix_logits.expand(b, -1)
+            next_pos = torch.full((b,), p_len, device=device)
+        logp_first = torch.log_softmax(last.float(), dim=-1)[:, first]  # (b, n_cont)
+        total = logp_first.clone()
+        if cont_len > 1:
+            total += _packed_continuations(model, cache_kw, cache, mask, next_pos, continuations)
+        scores[idx] = total.double().cpu().numpy()
+        if on_batch:
+            on_batch(b)
+    return scores
+
+
+def _packed_continuations(model, cache_kw, cache, past_mask, next_pos, continuations) -> torch.Tensor:
+    """Score tokens 2..n of every continuation in ONE packed row per example.
+
+    All continuations sit side by side after the prompt; a 4D mask lets each attend to the prompt and
+    to its own earlier tokens only, and position ids restart for each, so the result equals separate
+    passes without copying the prompt's KV cache once per label.
+    """
+    device = past_mask.device
+    b, past = past_mask.shape
+    ids, seg, offset = [], [], []
+    for j, c in enumerate(continuations):
+        ids += list(c[:-1])
+        seg += [j] * (len(c) - 1)
+        offset += list(range(len(c) - 1))
+    t = len(ids)
+    seg_t = torch.tensor(seg, device=device)
+    causal = torch.tril(torch.ones((t, t), dtype=torch.bool, device=device)) & (seg_t[:, None] == seg_t[None])
+    allow = torch.cat([past_mask.bool()[:, None, :].expand(b, t, past), causal.expand(b, t, t)], dim=2)
+    pos = next_pos[:, None] + torch.tensor(offset, device=device)[None]
+    logits, _ = _forward(model, cache_kw, input_ids=torch.tensor([ids] * b, device=device),
+                         attention_mask=allow[:, None], position_ids=pos, cache=cache)
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    out = torch.zeros((b, len(continuations)), device=device)
+    start = 0
+    for j, c in enumerate(continuations):
+        n = len(c) - 1
+        if n:
+            target = torch.tensor(c[1:], device=device).expand(b, -1)[..., None]
+            out[:, j] = logp[:, start:start + n].gather(-1, target).squeeze(-1).sum(-1)
+        start += n
+    return out
+
+
+@torch.no_grad()
+def score_continuations_naive(model, prefix, suffixes, continuations) -> np.ndarray:
+    """Reference implementation: one full forward pass per (suffix, continuation)."""
+    device = next(model.parameters()).device
+    out = np.zeros((len(suffixes), len(continuations)))
+    for i, s in enumerate(suffixes):
+        for j, c in enumerate(continuations):
+            ids = list(prefix) + list(s) + list(c)
+            logits = model(input_ids=torch.tensor([ids], device=device)).logits[0].float()
+            logp = torch.log_softmax(logits, dim=-1)
+            start = len(prefix) + len(s)
+            out[i, j] = sum(float(logp[start + k - 1, tok]) for k, tok in enumerate(c))
+    return out

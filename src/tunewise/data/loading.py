@@ -1,0 +1,233 @@
+"""Load CSV/TSV/JSONL/Parquet files, built-in sources and Hugging Face datasets into a `Task`.
+
+Every problem with the user's data becomes a one-line `UserError` naming file, row and field.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from tunewise.config import TaskConfig
+from tunewise.data.builtin import BUILTIN
+from tunewise.data.splits import cap, split_rows
+from tunewise.data.task import Example, Task
+from tunewise.errors import UserError
+
+Row = dict[str, Any]
+SPLIT_NAMES = {"train": "train", "training": "train", "validation": "validation", "valid": "validation",
+               "val": "validation", "dev": "validation", "test": "test", "testing": "test"}
+
+
+def read_rows(source: str, has_header: bool = True) -> tuple[list[Row], str]:
+    """Rows of a file (or a Hugging Face dataset 'hf:NAME[:CONFIG][@SPLIT]') and the name to cite in errors."""
+    if source.startswith("hf:"):
+        return _read_hf(source[3:]), source
+    path = Path(source)
+    if not path.exists():
+        raise UserError(f"{source}: file not found; check the path (relative paths start at the config file)")
+    if path.is_dir():
+        raise UserError(f"{source}: is a folder; give a CSV, TSV, JSONL or Parquet file")
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        rows = _read_parquet(path)
+    else:
+        raw = path.read_bytes()
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as err:
+            line = raw[: err.start].count(b"\n") + 1
+            raise UserError(f"{path}: line {line}: not valid UTF-8 (byte 0x{raw[err.start]:02x}); "
+                            "re-save the file as UTF-8") from None
+        if suffix in (".jsonl", ".json", ".ndjson"):
+            rows = _read_jsonl(path, text)
+        elif suffix in (".csv", ".tsv", ".txt"):
+            rows = _read_delimited(path, text, "\t" if suffix != ".csv" else ",", has_header)
+        else:
+            raise UserError(f"{path}: unknown file type '{suffix}'; use .csv, .tsv, .jsonl or .parquet")
+    if not rows:
+        raise UserError(f"{path}: no rows; the file is empty")
+    return rows, str(path)
+
+
+def _read_jsonl(path: Path, text: str) -> list[Row]:
+    rows = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise UserError(f"{path}: line {n}: not valid JSON ({err.msg}); fix or remove the line") from None
+        if not isinstance(row, dict):
+            raise UserError(f"{path}: line {n}: expected a JSON object with named fields")
+        rows.append({**row, "__line__": n})
+    return rows
+
+
+def _read_delimited(path: Path, text: str, delimiter: str, has_header: bool) -> list[Row]:
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+    try:
+        records = list(reader)
+    except csv.Error as err:
+        raise UserError(f"{path}: line {reader.line_num}: cannot parse ({err})") from None
+    if not records:
+        return []
+    header = records[0] if has_header else [str(i) for i in range(len(records[0]))]
+    body = records[1:] if has_header else records
+    rows = []
+    for n, rec in enumerate(body, 2 if has_header else 1):
+        if not any(cell.strip() for cell in rec):
+            continue
+        rows.append({**{h: (rec[i] if i < len(rec) else "") for i, h in enumerate(header)}, "__line__": n})
+    return rows
+
+
+def _read_parquet(path: Path) -> list[Row]:
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except Exception as err:  # pyarrow raises several types for corrupt files
+        raise UserError(f"{path}: not a readable Parquet file ({err})") from None
+    return [{**row, "__line__": i} for i, row in enumerate(table.to_pylist(), 1)]
+
+
+def _read_hf(spec: str) -> list[Row]:
+    name, _, split = spec.partition("@")
+    name, _, config = name.partition(":")
+    try:
+        import datasets
+    except ImportError:
+        raise UserError("Hugging Face datasets need `pip install tunewise[hub]`") from None
+    try:
+        ds = datasets.load_dataset(name, config or None, split=split or "train")
+    except Exception as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise UserError(
+            f"hf:{spec}: could not load the Hugging Face dataset ({first}); this needs network access to "
+            "the hub (and HF_HUB_OFFLINE unset), or export it to a local file and give its path") from None
+    return [{**row, "__line__": i} for i, row in enumerate(ds, 1)]
+
+
+def _guess(rows: list[Row], wanted: str | None, candidates: tuple[str, ...], role: str, where: str) -> str:
+    columns = [c for c in rows[0] if c != "__line__"]
+    if wanted is not None:
+        if wanted not in columns:
+            raise UserError(f"{where}: no column '{wanted}' (columns: {', '.join(columns)}); "
+                            f"set task.{role}_column to one of them")
+        return wanted
+    for c in candidates:
+        if c in columns:
+            return c
+    raise UserError(f"{where}: cannot tell which column is the {role} (columns: {', '.join(columns)}); "
+                    f"set task.{role}_column")
+
+
+def _to_examples(rows: list[Row], where: str, in_col: str, tgt_col: str, prefix: str) -> list[Example]:
+    examples = []
+    for i, row in enumerate(rows):
+        line = row.get("__line__", i + 1)
+        for col in (in_col, tgt_col):
+            if col not in row:
+                raise UserError(f"{where}: row {line}: column '{col}' is missing; add it to every row")
+        text, target = row[in_col], row[tgt_col]
+        text = "" if text is None else str(text).strip()
+        target = "" if target is None else str(target).strip()
+        if not text:
+            raise UserError(f"{where}: row {line}: column '{in_col}' is empty; fill it or remove the row")
+        if not target:
+            raise UserError(f"{where}: row {line}: column '{tgt_col}' is empty; fill it or remove the row")
+        meta = {k: v for k, v in row.items() if k not in (in_col, tgt_col, "__line__")}
+        meta["source"] = f"{where}:{line}"
+        examples.append(Example(id=f"{prefix}{line}", input=text, target=target, meta=meta))
+    return examples
+
+
+def load_task(cfg: TaskConfig, seed: int = 0, limit: int | None = None) -> Task:
+    """Read the task's rows, map columns, split (seeded, stratified) and validate labels."""
+    builtin = BUILTIN.get(cfg.source)
+    if builtin is not None:
+        cfg = builtin.apply_defaults(cfg)
+    kind = cfg.kind or "classification"
+    named = {"train": cfg.train, "validation": cfg.validation, "test": cfg.test}
+    parts: dict[str, list[Example]] = {}
+    if builtin is not None:
+        rows, where = builtin.rows(), builtin.where
+    elif cfg.source.startswith("hf:") and (cfg.train or cfg.test):
+        rows, where = [], cfg.source
+    else:
+        rows, where = read_rows(cfg.source, cfg.has_header)
+    if rows:
+        in_col = _guess(rows, cfg.input_column, ("text", "input", "question", "sentence", "prompt"),
+                        "input", where)
+        tgt_col = _guess(rows, cfg.target_column, ("label", "target", "answer", "output", "intent"),
+                         "target", where)
+        examples = _to_examples(rows, where, in_col, tgt_col, prefix="")
+        if cfg.split_column:
+            parts = _by_split_column(rows, examples, cfg.split_column, where)
+        else:
+            parts["all"] = examples
+    for split, source in named.items():
+        if source:
+            spec = f"{cfg.source}@{source}" if cfg.source.startswith("hf:") else source
+            srows, swhere = read_rows(spec, cfg.has_header)
+            in_col = _guess(srows, cfg.input_column, ("text", "input", "question", "sentence"), "input", swhere)
+            tgt_col = _guess(srows, cfg.target_column, ("label", "target", "answer", "output"), "target", swhere)
+            parts[split] = _to_examples(srows, swhere, in_col, tgt_col, prefix=f"{split}:")
+    train, validation, test = split_rows(parts, kind, cfg.test_size, cfg.validation_size, seed)
+    if cfg.max_train_examples:
+        train = cap(train, cfg.max_train_examples, kind, seed)
+    test_cap = limit or cfg.max_test_examples
+    if test_cap:
+        test = cap(test, test_cap, kind, seed)
+    if not train:
+        raise UserError(f"{where}: no training examples after splitting; add rows or lower task.test_size")
+    if not test:
+        raise UserError(f"{where}: no test examples after splitting; add rows or raise task.test_size")
+    labels: list[str] = []
+    if kind == "classification":
+        labels = sorted(Counter(e.target for e in train), key=_natural)
+        _check_labels(labels, validation + test)
+    name = cfg.name or (builtin.name if builtin else Path(cfg.source.removeprefix("hf:")).stem)
+    instruction = cfg.instruction or _default_instruction(kind, labels)
+    return Task(name=name, kind=kind, train=train, validation=validation, test=test,
+                instruction=instruction, labels=labels)
+
+
+def _natural(label: str) -> list[Any]:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", label)]
+
+
+def _by_split_column(rows: list[Row], examples: list[Example], col: str, where: str) -> dict:
+    parts: dict[str, list[Example]] = {"train": [], "validation": [], "test": []}
+    for row, ex in zip(rows, examples, strict=True):
+        value = str(row.get(col, "")).strip().lower()
+        if value not in SPLIT_NAMES:
+            raise UserError(f"{where}: row {row['__line__']}: column '{col}' is '{value}'; "
+                            "use train, validation or test")
+        parts[SPLIT_NAMES[value]].append(ex)
+    return {k: v for k, v in parts.items() if v}
+
+
+def _check_labels(labels: list[str], held_out: list[Example]) -> None:
+    known = set(labels)
+    if len(known) < 2:
+        raise UserError(f"training data has {len(known)} distinct label(s); classification needs at least 2")
+    for ex in held_out:
+        if ex.target not in known:
+            raise UserError(
+                f"{ex.meta['source'].rsplit(':', 1)[0]}: row {ex.meta['source'].rsplit(':', 1)[1]}: label "
+                f"'{ex.target}' does not occur in the training data (train labels: {', '.join(labels)}); "
+                "add training examples for it or remove the row")
+
+
+def _default_instruction(kind: str, labels: list[str]) -> str:
+    if kind == "classification":
+        return "Classify the text into one of these labels: " + ", ".join(labels) + "."
+    return "Answer the question. Give only the final answer."

@@ -1,0 +1,1 @@
+"""Metrics as plain functions, bootstrap intervals, and the cost profile of a strategy."""

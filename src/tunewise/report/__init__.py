@@ -1,0 +1,1 @@
+"""Reports read from the store; nothing here trains or scores."""

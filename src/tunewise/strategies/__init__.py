@@ -1,0 +1,1 @@
+"""Strategies of both families behind one verb: `fit(backend, task, ctx) -> Predictor`."""

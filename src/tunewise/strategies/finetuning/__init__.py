@@ -1,0 +1,1 @@
+"""Fine-tuning: weights change."""

@@ -1,0 +1,83 @@
+"""Encoder + classification head: shared by full fine-tuning and head-only transfer learning."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tunewise.data import Example, Task
+from tunewise.errors import UserError
+from tunewise.strategies.base import FitContext, Prediction, Predictor
+from tunewise.strategies.finetuning._train import TrainConfig, seed_everything, train
+
+
+class EncoderPredictor(Predictor):
+    def __init__(self, model, tokenizer, labels: list[str], max_length: int, batch_size: int = 32):
+        self.model, self.tokenizer, self.labels = model.eval(), tokenizer, labels
+        self.max_length, self.batch_size = max_length, batch_size
+
+    @torch.no_grad()
+    def predict(self, examples: Sequence[Example], on_batch: Callable[[int], None] | None = None
+                ) -> list[Prediction]:
+        device = next(self.model.parameters()).device
+        preds = []
+        for start in range(0, len(examples), self.batch_size):
+            batch = examples[start:start + self.batch_size]
+            enc = self.tokenizer([e.input for e in batch], padding=True, truncation=True,
+                                 max_length=self.max_length, return_tensors="pt").to(device)
+            probs = torch.softmax(self.model(**enc).logits.float(), dim=-1).cpu().numpy()
+            lengths = enc["attention_mask"].sum(1).tolist()
+            for row, n in zip(probs, lengths, strict=True):
+                preds.append(Prediction(output=self.labels[int(np.argmax(row))],
+                                        scores=dict(zip(self.labels, map(float, row), strict=True)),
+                                        prompt_tokens=int(n), completion_tokens=0))
+            if on_batch:
+                on_batch(len(batch))
+        return preds
+
+
+def _rows(tokenizer, examples: list[Example], labels: list[str], max_length: int) -> list[dict]:
+    index = {label: i for i, label in enumerate(labels)}
+    enc = tokenizer([e.input for e in examples], truncation=True, max_length=max_length)
+    return [{"input_ids": ids, "attention_mask": mask, "labels": index[e.target]}
+            for ids, mask, e in zip(enc["input_ids"], enc["attention_mask"], examples, strict=True)]
+
+
+def freeze_body(model) -> None:
+    """Transfer learning: freeze the pretrained body; the head (and pooler) stay trainable."""
+    body = getattr(model, model.base_model_prefix, None)
+    if body is None:
+        raise UserError(f"cannot find the body of {type(model).__name__} to freeze")
+    for name, p in body.named_parameters():
+        p.requires_grad = name.startswith("pooler.")
+
+
+def fit_classifier(backend, task: Task, ctx: FitContext, cfg: TrainConfig, frozen_body: bool) -> Predictor:
+    from transformers import DataCollatorWithPadding
+
+    from tunewise.strategies.finetuning._causal import training_split
+
+    seed_everything(ctx.seed)
+    model = backend.classifier(task.labels)
+    if frozen_body:
+        freeze_body(model)
+    tok = backend.tokenizer
+    train_rows = _rows(tok, training_split(task, cfg.max_train_examples, ctx.seed), task.labels, cfg.max_length)
+    eval_rows = _rows(tok, task.validation, task.labels, cfg.max_length)
+    train(model, train_rows, eval_rows, DataCollatorWithPadding(tok), cfg, ctx, label=cfg.id)
+    model.save_pretrained(ctx.artifact_dir / "model")
+    tok.save_pretrained(ctx.artifact_dir / "model")
+    return EncoderPredictor(model, tok, task.labels, cfg.max_length)
+
+
+def load_classifier(backend, task: Task, ctx: FitContext, cfg: TrainConfig) -> Predictor | None:
+    from transformers import AutoModelForSequenceClassification
+
+    path: Path = ctx.artifact_dir / "model"
+    if not (path / "config.json").is_file():
+        return None
+    model = AutoModelForSequenceClassification.from_pretrained(path).to(backend.device)
+    return EncoderPredictor(model, backend.tokenizer, task.labels, cfg.max_length)

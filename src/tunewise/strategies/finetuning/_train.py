@@ -1,0 +1,144 @@
+"""Training shared by every fine-tuning strategy, on `transformers.Trainer`.
+
+Trainer brings mixed precision, accumulation, schedulers, checkpointing and `accelerate launch`; we
+add: length-grouped batches with dynamic padding, early stopping with the best checkpoint restored,
+a rich progress bar, loss curves sent to the store, and a clear stop when the loss turns NaN/inf.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from typing import Any
+
+import torch
+from pydantic import Field, model_validator
+from torch.utils.data import Dataset
+
+from tunewise.errors import UserError
+from tunewise.strategies.base import FitContext, StrategyConfig
+
+
+class TrainConfig(StrategyConfig):
+    """Hyper-parameters every fine-tuning strategy shares; each strategy sets its own defaults."""
+
+    learning_rate: float = Field(1e-4, gt=0, description="Peak learning rate (linear decay after warmup).")
+    epochs: float = Field(3.0, gt=0, description="Passes over the training split (early stopping may end "
+                          "sooner).")
+    batch_size: int = Field(8, gt=0, description="Examples per device step.")
+    gradient_accumulation: int = Field(1, gt=0, description="Steps whose gradients add up before an update.")
+    warmup_ratio: float = Field(0.06, ge=0, lt=1, description="Share of steps with linear warmup.")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    max_length: int = Field(256, gt=8, description="Longest training sequence in tokens (longer ones are "
+                            "cut from the left of the input, never the answer).")
+    early_stopping_patience: int | None = Field(
+        2, ge=1, description="Stop after this many epochs without a better validation loss and restore the "
+        "best epoch; null trains all epochs.")
+    max_train_examples: int | None = Field(None, gt=0, description="Train on at most this many examples.")
+    bf16: bool = Field(False, description="bf16 autocast (fast on recent CPUs and GPUs).")
+
+    @model_validator(mode="after")
+    def _finite(self) -> TrainConfig:
+        if not math.isfinite(self.learning_rate):
+            raise ValueError("learning_rate must be a finite number")
+        return self
+
+
+class ListDataset(Dataset):
+    def __init__(self, rows: list[dict[str, Any]]):
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return self.rows[i]
+
+
+def count_parameters(model) -> tuple[int, int]:
+    """(trainable, total) parameters."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return trainable, sum(p.numel() for p in model.parameters())
+
+
+def _callbacks(ctx: FitContext, label: str):
+    from transformers import TrainerCallback
+
+    class Progress(TrainerCallback):
+        task = None
+
+        def on_train_begin(self, args, state, control, **kw):
+            if ctx.progress is not None:
+                self.task = ctx.progress.add_task(f"train {label}", total=state.max_steps)
+
+        def on_step_end(self, args, state, control, **kw):
+            if self.task is not None:
+                ctx.progress.update(self.task, completed=state.global_step)
+
+        def on_train_end(self, args, state, control, **kw):
+            if self.task is not None:
+                ctx.progress.update(self.task, completed=state.max_steps, visible=False)
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            logs = logs or {}
+            for key in ("loss", "eval_loss"):
+                value = logs.get(key)
+                if value is not None and not math.isfinite(value):
+                    raise UserError(
+                        f"{label}: training {key.replace('_', ' ')} became {value} at step "
+                        f"{state.global_step}; lower learning_rate or enable gradient clipping")
+            if "loss" in logs or "eval_loss" in logs:
+                ctx.log({"step": state.global_step, "epoch": state.epoch,
+                         **{k: logs[k] for k in ("loss", "eval_loss", "learning_rate") if k in logs}})
+
+    return [Progress()]
+
+
+def train(model, train_rows: list[dict], eval_rows: list[dict], collator, cfg: TrainConfig,
+          ctx: FitContext, label: str) -> dict[str, Any]:
+    """Run Trainer and return what the cost model needs; the model ends with its best weights."""
+    from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
+
+    work = ctx.artifact_dir / "checkpoints"
+    use_eval = bool(eval_rows) and cfg.early_stopping_patience is not None
+    device = next(model.parameters()).device
+    args = TrainingArguments(
+        output_dir=str(work), learning_rate=cfg.learning_rate, num_train_epochs=cfg.epochs,
+        per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=max(cfg.batch_size, 16),
+        gradient_accumulation_steps=cfg.gradient_accumulation, warmup_steps=cfg.warmup_ratio,
+        weight_decay=cfg.weight_decay, lr_scheduler_type="linear", max_grad_norm=1.0,
+        eval_strategy="epoch" if use_eval else "no", save_strategy="epoch" if use_eval else "no",
+        load_best_model_at_end=use_eval, metric_for_best_model="eval_loss", greater_is_better=False,
+        save_total_limit=1 if use_eval else None, save_only_model=True,
+        train_sampling_strategy="group_by_length", logging_steps=max(1, len(train_rows) // cfg.batch_size // 8),
+        report_to="none", disable_tqdm=True, seed=ctx.seed, data_seed=ctx.seed,
+        use_cpu=device.type == "cpu", bf16=cfg.bf16, dataloader_num_workers=0,
+        remove_unused_columns=False)
+    callbacks = _callbacks(ctx, label)
+    if use_eval:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
+    trainer = Trainer(model=model, args=args, train_dataset=ListDataset(train_rows),
+                      eval_dataset=ListDataset(eval_rows) if use_eval else None,
+                      data_collator=collator, callbacks=callbacks)
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)  # our progress bar and store replace its printed dicts
+    result = trainer.train()
+    shutil.rmtree(work, ignore_errors=True)  # the best weights are in memory; the artifact is saved next
+    tokens_per_epoch = sum(len(r["input_ids"]) for r in train_rows)
+    trainable, total = count_parameters(model)
+    best = trainer.state.best_metric
+    ctx.stats.update(
+        train_examples=len(train_rows), train_tokens=int(tokens_per_epoch * (trainer.state.epoch or 0)),
+        epochs_run=round(trainer.state.epoch or 0, 2), train_steps=trainer.state.global_step,
+        trainable_params=trainable, total_params=total, final_train_loss=result.training_loss,
+        best_eval_loss=best)
+    model.eval()
+    return ctx.stats
+
+
+def seed_everything(seed: int) -> None:
+    from transformers import set_seed
+
+    set_seed(seed)
+    torch.use_deterministic_algorithms(False)

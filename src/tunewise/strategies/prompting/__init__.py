@@ -1,0 +1,1 @@
+"""Prompt engineering: weights frozen, the prompt changes."""
