@@ -16,7 +16,7 @@ from tunewise.errors import UserError
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Prompt engineering or fine-tuning? Measure both on your task.")
 # Wide enough for the leaderboard when output is piped (rich assumes 80 columns there).
-out = Console(width=None if sys.stdout.isatty() else 170)
+out = Console(width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True)
 
 
@@ -35,8 +35,6 @@ def _friendly(fn):
 
 
 def _build_config(config: Path | None, overrides: dict[str, Any]):
-    import yaml
-
     from tunewise.config import _resolve_relative_paths, load_config, parse_config
 
     data: dict[str, Any] = {}
@@ -56,7 +54,6 @@ def _build_config(config: Path | None, overrides: dict[str, Any]):
             data[key] = overrides[key]
     if overrides.get("strategies"):
         data["strategies"] = [s.strip() for s in overrides["strategies"].split(",") if s.strip()]
-    del yaml
     return parse_config(data, source)
 
 
@@ -109,7 +106,7 @@ def show(run_dir: Annotated[Path, typer.Argument(help="A run folder printed by `
 
 @app.command("strategies")
 @_friendly
-def list_strategies(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show every option.")] = True):
+def list_strategies():
     """List registered strategies and their options."""
     from tunewise.registry import strategies as registry
 

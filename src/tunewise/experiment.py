@@ -18,8 +18,8 @@ from tunewise.evaluation.cost import PeakMemory, Timer
 from tunewise.evaluation.metrics import evaluate, per_example_score
 from tunewise.progress import console, make_progress
 from tunewise.registry import get_strategy
-from tunewise.strategies.base import FitContext
 from tunewise.store import Store
+from tunewise.strategies.base import FitContext
 
 DB_NAME = "tunewise.db"
 CHUNK = 64  # examples per predict() call: a progress tick and a durable commit each
@@ -158,7 +158,7 @@ def _run_strategy(strategy, backend, task: Task, config: ExperimentConfig, store
         store.fail_result(run_id, sid, str(err))
         raise
     except (KeyboardInterrupt, SystemExit):
-        store.fail_result(run_id, sid, "interrupted")
+        store.fail_result(run_id, sid, "interrupted by the user", status="interrupted")
         raise
     except Exception as err:  # a bug or resource failure in one strategy must not lose the others
         message = f"{type(err).__name__}: {err}".splitlines()[0]

@@ -15,6 +15,8 @@ from tunewise.backends.scoring import score_continuations
 from tunewise.errors import UserError
 
 Messages = list[dict[str, str]]
+# transformers warns on every save of a model it did not shard; it is noise for single-device runs.
+logging.getLogger("transformers.distributed.tensor_parallel").setLevel(logging.ERROR)
 
 
 def pick_device(device: str) -> torch.device:
@@ -46,7 +48,7 @@ class CausalLMBackend(Backend):
     """A causal LM: label scoring by log-likelihood, generation, and a trainable copy for fine-tuning."""
 
     def __init__(self, name: str, device: str = "auto", model=None, tokenizer=None):
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoTokenizer
 
         self.name = name
         self.device = pick_device(device)

@@ -20,12 +20,17 @@ from tunewise.data.task import Example, Task
 from tunewise.errors import UserError
 
 Row = dict[str, Any]
+INPUT_CANDIDATES = ("text", "input", "question", "sentence", "prompt")
+TARGET_CANDIDATES = ("label", "target", "answer", "output", "intent")
+SUFFIXES = {".parquet": "parquet", ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl",
+            ".csv": ",", ".tsv": "\t", ".txt": "\t"}
 SPLIT_NAMES = {"train": "train", "training": "train", "validation": "validation", "valid": "validation",
                "val": "validation", "dev": "validation", "test": "test", "testing": "test"}
 
 
 def read_rows(source: str, has_header: bool = True) -> tuple[list[Row], str]:
-    """Rows of a file (or a Hugging Face dataset 'hf:NAME[:CONFIG][@SPLIT]') and the name to cite in errors."""
+    """Rows of a file (or a Hugging Face dataset 'hf:NAME[:CONFIG][@SPLIT]') and the name to cite in
+    errors."""
     if source.startswith("hf:"):
         return _read_hf(source[3:]), source
     path = Path(source)
@@ -34,24 +39,27 @@ def read_rows(source: str, has_header: bool = True) -> tuple[list[Row], str]:
     if path.is_dir():
         raise UserError(f"{source}: is a folder; give a CSV, TSV, JSONL or Parquet file")
     suffix = path.suffix.lower()
-    if suffix == ".parquet":
+    fmt = SUFFIXES.get(suffix)
+    if fmt is None:  # before reading: a binary .xlsx would otherwise be reported as bad UTF-8
+        raise UserError(f"{path}: unknown file type '{suffix or '(none)'}'; "
+                        "use .csv, .tsv, .jsonl or .parquet (export spreadsheets as CSV)")
+    if fmt == "parquet":
         rows = _read_parquet(path)
-    else:
-        raw = path.read_bytes()
-        try:
-            text = raw.decode("utf-8-sig")
-        except UnicodeDecodeError as err:
-            line = raw[: err.start].count(b"\n") + 1
-            raise UserError(f"{path}: line {line}: not valid UTF-8 (byte 0x{raw[err.start]:02x}); "
-                            "re-save the file as UTF-8") from None
-        if suffix in (".jsonl", ".json", ".ndjson"):
-            rows = _read_jsonl(path, text)
-        elif suffix in (".csv", ".tsv", ".txt"):
-            rows = _read_delimited(path, text, "\t" if suffix != ".csv" else ",", has_header)
-        else:
-            raise UserError(f"{path}: unknown file type '{suffix}'; use .csv, .tsv, .jsonl or .parquet")
+        if not rows:
+            raise UserError(f"{path}: the Parquet table has no rows; add examples")
+        return rows, str(path)
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise UserError(f"{path}: line {line}: not valid UTF-8 (byte 0x{raw[err.start]:02x}); "
+                        "re-save the file as UTF-8") from None
+    rows = _read_jsonl(path, text) if fmt == "jsonl" else _read_delimited(path, text, fmt, has_header)
     if not rows:
-        raise UserError(f"{path}: no rows; the file is empty")
+        if not text.strip():
+            raise UserError(f"{path}: the file is empty; add examples")
+        raise UserError(f"{path}: no examples, only a header line; add rows below it")
     return rows, str(path)
 
 
@@ -65,27 +73,52 @@ def _read_jsonl(path: Path, text: str) -> list[Row]:
         except json.JSONDecodeError as err:
             raise UserError(f"{path}: line {n}: not valid JSON ({err.msg}); fix or remove the line") from None
         if not isinstance(row, dict):
-            raise UserError(f"{path}: line {n}: expected a JSON object with named fields")
+            raise UserError(f"{path}: line {n}: expected a JSON object with named fields (one per line), "
+                            f"got {type(row).__name__}")
         rows.append({**row, "__line__": n})
     return rows
 
 
 def _read_delimited(path: Path, text: str, delimiter: str, has_header: bool) -> list[Row]:
     reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+    records: list[tuple[int, list[str]]] = []  # (line the record starts on, cells)
+    start = 1
     try:
-        records = list(reader)
+        for rec in reader:
+            records.append((start, rec))
+            start = reader.line_num + 1
     except csv.Error as err:
-        raise UserError(f"{path}: line {reader.line_num}: cannot parse ({err})") from None
+        raise UserError(f"{path}: line {start}: cannot parse ({err})") from None
     if not records:
         return []
-    header = records[0] if has_header else [str(i) for i in range(len(records[0]))]
-    body = records[1:] if has_header else records
+    if any("\n" in cell for cell in records[-1][1]) and _unclosed_quote(text, delimiter):
+        raise UserError(f"{path}: line {records[-1][0]}: a quoted field is never closed, so the rest of the "
+                        "file reads as one value; close or remove the stray '\"'")
+    first = records[0][1]
+    header = [h.strip() for h in first] if has_header else [str(i) for i in range(len(first))]
+    dupes = sorted({h for h in header if header.count(h) > 1})
+    if dupes:
+        raise UserError(f"{path}: line 1: column '{dupes[0]}' appears more than once in the header; "
+                        "rename the repeats")
     rows = []
-    for n, rec in enumerate(body, 2 if has_header else 1):
+    for n, rec in records[1:] if has_header else records:
         if not any(cell.strip() for cell in rec):
             continue
+        if len(rec) > len(header) and any(cell.strip() for cell in rec[len(header):]):
+            sep = "tab" if delimiter == "\t" else f"'{delimiter}'"
+            raise UserError(f"{path}: row {n}: {len(rec)} fields but the header has {len(header)}; "
+                            f"put values that contain a {sep} in double quotes")
         rows.append({**{h: (rec[i] if i < len(rec) else "") for i, h in enumerate(header)}, "__line__": n})
     return rows
+
+
+def _unclosed_quote(text: str, delimiter: str) -> bool:
+    try:
+        for _ in csv.reader(io.StringIO(text), delimiter=delimiter, strict=True):
+            pass
+    except csv.Error as err:
+        return "unexpected end of data" in str(err)
+    return False
 
 
 def _read_parquet(path: Path) -> list[Row]:
@@ -150,8 +183,16 @@ def _to_examples(rows: list[Row], where: str, in_col: str, tgt_col: str, prefix:
 
 
 def load_task(cfg: TaskConfig, seed: int = 0, limit: int | None = None) -> Task:
-    """Read the task's rows, map columns, split (seeded, stratified) and validate labels."""
-    builtin = BUILTIN.get(cfg.source)
+    """Read the task's rows, map columns, split (seeded, stratified) and validate labels.
+
+    With `train` set, training rows come from that file (or hf split) and `source` is not read; the
+    built-in source names ('demo', the default) then do not apply.
+    """
+    hf = cfg.source.startswith("hf:")
+    builtin = None if cfg.train and not hf else BUILTIN.get(cfg.source)
+    if cfg.train and not hf and cfg.source not in BUILTIN and _differ(cfg.source, cfg.train):
+        raise UserError(f"task.source ({cfg.source}) and task.train ({cfg.train}) both name training data; "
+                        "remove task.source or give the same file")
     if builtin is not None:
         cfg = builtin.apply_defaults(cfg)
     kind = cfg.kind or "classification"
@@ -159,15 +200,13 @@ def load_task(cfg: TaskConfig, seed: int = 0, limit: int | None = None) -> Task:
     parts: dict[str, list[Example]] = {}
     if builtin is not None:
         rows, where = builtin.rows(), builtin.where
-    elif cfg.source.startswith("hf:") and (cfg.train or cfg.test):
-        rows, where = [], cfg.source
+    elif cfg.train:
+        rows, where = [], (f"{cfg.source}@{cfg.train}" if hf else cfg.train)
     else:
         rows, where = read_rows(cfg.source, cfg.has_header)
     if rows:
-        in_col = _guess(rows, cfg.input_column, ("text", "input", "question", "sentence", "prompt"),
-                        "input", where)
-        tgt_col = _guess(rows, cfg.target_column, ("label", "target", "answer", "output", "intent"),
-                         "target", where)
+        in_col = _guess(rows, cfg.input_column, INPUT_CANDIDATES, "input", where)
+        tgt_col = _guess(rows, cfg.target_column, TARGET_CANDIDATES, "target", where)
         examples = _to_examples(rows, where, in_col, tgt_col, prefix="")
         if cfg.split_column:
             parts = _by_split_column(rows, examples, cfg.split_column, where)
@@ -175,10 +214,10 @@ def load_task(cfg: TaskConfig, seed: int = 0, limit: int | None = None) -> Task:
             parts["all"] = examples
     for split, source in named.items():
         if source:
-            spec = f"{cfg.source}@{source}" if cfg.source.startswith("hf:") else source
+            spec = f"{cfg.source}@{source}" if hf else source
             srows, swhere = read_rows(spec, cfg.has_header)
-            in_col = _guess(srows, cfg.input_column, ("text", "input", "question", "sentence"), "input", swhere)
-            tgt_col = _guess(srows, cfg.target_column, ("label", "target", "answer", "output"), "target", swhere)
+            in_col = _guess(srows, cfg.input_column, INPUT_CANDIDATES, "input", swhere)
+            tgt_col = _guess(srows, cfg.target_column, TARGET_CANDIDATES, "target", swhere)
             parts[split] = _to_examples(srows, swhere, in_col, tgt_col, prefix=f"{split}:")
     train, validation, test = split_rows(parts, kind, cfg.test_size, cfg.validation_size, seed)
     if cfg.max_train_examples:
@@ -193,11 +232,16 @@ def load_task(cfg: TaskConfig, seed: int = 0, limit: int | None = None) -> Task:
     labels: list[str] = []
     if kind == "classification":
         labels = sorted(Counter(e.target for e in train), key=_natural)
-        _check_labels(labels, validation + test)
-    name = cfg.name or (builtin.name if builtin else Path(cfg.source.removeprefix("hf:")).stem)
+        _check_labels(labels, validation + test, where)
+    default_name = cfg.train if cfg.train and not hf else cfg.source.removeprefix("hf:")
+    name = cfg.name or (builtin.name if builtin else Path(default_name).stem)
     instruction = cfg.instruction or _default_instruction(kind, labels)
     return Task(name=name, kind=kind, train=train, validation=validation, test=test,
                 instruction=instruction, labels=labels)
+
+
+def _differ(a: str, b: str) -> bool:
+    return Path(a).resolve() != Path(b).resolve()
 
 
 def _natural(label: str) -> list[Any]:
@@ -205,20 +249,28 @@ def _natural(label: str) -> list[Any]:
 
 
 def _by_split_column(rows: list[Row], examples: list[Example], col: str, where: str) -> dict:
+    columns = [c for c in rows[0] if c != "__line__"]
+    if col not in columns:
+        raise UserError(f"{where}: no column '{col}' (columns: {', '.join(columns)}); "
+                        "set task.split_column to one of them or remove it")
     parts: dict[str, list[Example]] = {"train": [], "validation": [], "test": []}
     for row, ex in zip(rows, examples, strict=True):
-        value = str(row.get(col, "")).strip().lower()
-        if value not in SPLIT_NAMES:
-            raise UserError(f"{where}: row {row['__line__']}: column '{col}' is '{value}'; "
+        raw = row.get(col)
+        value = "" if raw is None else str(raw).strip()
+        if value.lower() not in SPLIT_NAMES:
+            shown = f"'{value}'" if value else "empty"
+            raise UserError(f"{where}: row {row['__line__']}: column '{col}' is {shown}; "
                             "use train, validation or test")
-        parts[SPLIT_NAMES[value]].append(ex)
+        parts[SPLIT_NAMES[value.lower()]].append(ex)
     return {k: v for k, v in parts.items() if v}
 
 
-def _check_labels(labels: list[str], held_out: list[Example]) -> None:
+def _check_labels(labels: list[str], held_out: list[Example], where: str) -> None:
     known = set(labels)
     if len(known) < 2:
-        raise UserError(f"training data has {len(known)} distinct label(s); classification needs at least 2")
+        raise UserError(f"{where}: the training examples have {len(known)} distinct label(s) "
+                        f"({', '.join(labels)}); classification needs at least 2: add examples of other "
+                        "labels, or set task.kind: generation")
     for ex in held_out:
         if ex.target not in known:
             raise UserError(

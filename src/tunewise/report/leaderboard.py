@@ -36,10 +36,10 @@ def leaderboard(results: list[dict[str, Any]], title: str = "") -> Table:
     table = Table(title=title, title_justify="left")
     for col, justify in [("strategy", "left"), ("family", "left"),
                          (f"{primary} (95% CI)", "right"), (f"{second} (95% CI)", "right"),
-                         ("trainable params", "right"), ("train time (s)", "right"),
+                         ("trainable params", "right"), ("train (s)", "right"),
                          ("latency (ms/example)", "right"), ("prompt tokens/example", "right"),
-                         ("peak memory (MiB)", "right")]:
-        table.add_column(col, justify=justify)
+                         ("peak RSS (MiB)", "right")]:
+        table.add_column(col, justify=justify, min_width=len(col))
     for r in sort_results(results):
         m, c = r.get("metrics") or {}, r.get("cost") or {}
         if r["status"] != "done":

@@ -90,10 +90,10 @@ class Store:
                 "WHERE run_id=? AND strategy=?",
                 (status, json.dumps(metrics), json.dumps(cost), artifact, error, time.time(), run_id, strategy))
 
-    def fail_result(self, run_id: str, strategy: str, error: str) -> None:
+    def fail_result(self, run_id: str, strategy: str, error: str, status: str = "failed") -> None:
         with self.db:
-            self.db.execute("UPDATE results SET status='failed', error=?, finished_at=? "
-                            "WHERE run_id=? AND strategy=?", (error, time.time(), run_id, strategy))
+            self.db.execute("UPDATE results SET status=?, error=?, finished_at=? "
+                            "WHERE run_id=? AND strategy=?", (status, error, time.time(), run_id, strategy))
 
     def results(self, run_id: str) -> list[dict[str, Any]]:
         rows = self.db.execute("SELECT * FROM results WHERE run_id=? ORDER BY started_at", (run_id,))

@@ -40,6 +40,8 @@ class Prediction:
 class Predictor(ABC):
     """What a fitted strategy returns: turns examples into predictions, in batches."""
 
+    model: Any = None  # the torch model behind it, when there is one (serving, tests)
+
     @abstractmethod
     def predict(self, examples: Sequence[Example], on_batch: Callable[[int], None] | None = None
                 ) -> list[Prediction]: ...
@@ -54,6 +56,7 @@ class FitContext:
     progress: Any = None  # tunewise.progress.Progress
     log: Callable[[dict[str, Any]], None] = lambda record: None  # training curves -> store
     stats: dict[str, Any] = field(default_factory=dict)  # train_tokens, trainable_params, ... -> cost
+    on_train_start: Callable[[Any], None] | None = None  # sees the model before training (tests, audits)
 
 
 class Strategy(ABC):

@@ -99,6 +99,8 @@ def train(model, train_rows: list[dict], eval_rows: list[dict], collator, cfg: T
     """Run Trainer and return what the cost model needs; the model ends with its best weights."""
     from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
 
+    if ctx.on_train_start is not None:
+        ctx.on_train_start(model)
     work = ctx.artifact_dir / "checkpoints"
     use_eval = bool(eval_rows) and cfg.early_stopping_patience is not None
     device = next(model.parameters()).device

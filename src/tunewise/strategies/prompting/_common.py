@@ -42,6 +42,7 @@ class ScoringPredictor(Predictor):
 
     def __init__(self, backend, task: Task, shared: Messages, batch_size: int = 16):
         self.backend, self.task, self.shared, self.batch_size = backend, task, shared, batch_size
+        self.model = getattr(backend, "model", None)
         eot = backend.end_of_turn()
         self.continuations = [backend.answer_prefix() + label + eot for label in task.labels]
 
@@ -76,6 +77,7 @@ class GenerationPredictor(Predictor):
     def __init__(self, backend, shared: Messages, max_new_tokens: int = 64, batch_size: int = 8,
                  postprocess: Callable[[str], str] = str.strip):
         self.backend, self.shared = backend, shared
+        self.model = getattr(backend, "model", None)
         self.max_new_tokens, self.batch_size, self.postprocess = max_new_tokens, batch_size, postprocess
 
     def predict(self, examples: Sequence[Example], on_batch: Callable[[int], None] | None = None

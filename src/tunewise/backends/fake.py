@@ -1,0 +1,74 @@
+"""A deterministic fake causal backend for tests: no weights, instant, same interface.
+
+A label's log-likelihood is the share of the label's words whose first four letters occur in the
+query, so predictions are predictable without any model. 'fake-nologprobs' offers no log-probabilities
+(like many APIs) and answers by generation: it echoes the best label, or the last number in the query.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from tunewise.backends.base import Backend, Capabilities
+
+
+class FakeBackend(Backend):
+    def __init__(self, name: str = "fake", kind: str = "causal"):
+        self.name = name
+        self.model = None
+        self.labels: list[str] = []
+        self.capabilities = Capabilities(kind=kind, can_train=False,
+                                         supports_logprobs="nologprobs" not in name)
+
+    def render(self, messages, add_generation_prompt: bool) -> str:
+        text = "".join(f"<{m['role']}>{m['content']}</{m['role']}>" for m in messages)
+        return text + ("<assistant>" if add_generation_prompt else "")
+
+    def end_of_turn(self) -> str:
+        return "</assistant>"
+
+    def answer_prefix(self) -> str:
+        return ""
+
+    def split_prompt(self, shared, query) -> tuple[str, str]:
+        return self.render(shared, False), self.render(query, True)
+
+    def encode(self, text: str) -> list[int]:
+        return [hash(w) % 50000 for w in text.split()]
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    @staticmethod
+    def _affinity(query: str, label: str) -> float:
+        words = re.findall(r"\w+", query.lower())
+        stems = {w[:4] for w in words}
+        parts = re.findall(r"\w+", label.lower().replace("</assistant>", ""))
+        return sum(p[:4] in stems for p in parts) / max(len(parts), 1)
+
+    def score(self, prefix: str, suffixes: Sequence[str], continuations: Sequence[str], batch_size: int = 16,
+              on_batch: Callable[[int], None] | None = None) -> np.ndarray:
+        out = np.array([[np.log(1e-3 + self._affinity(s, c)) for c in continuations] for s in suffixes])
+        if on_batch:
+            on_batch(len(suffixes))
+        return out
+
+    def generate(self, prompts: Sequence[str], max_new_tokens: int = 64, stop: Sequence[str] = (),
+                 batch_size: int = 8, on_batch: Callable[[int], None] | None = None) -> list[tuple[str, int]]:
+        outs = []
+        for p in prompts:
+            query = p.rsplit("<user>", 1)[-1]
+            numbers = re.findall(r"-?\d+(?:\.\d+)?", query)
+            options = re.findall(r"one of: ([^.<]+)", p)
+            labels = [x.strip() for x in options[0].split(",")] if options else []
+            if labels:
+                text = max(labels, key=lambda lab: self._affinity(query, lab))
+            else:
+                text = f"The answer is {numbers[-1]}" if numbers else "unknown"
+            outs.append((text, len(text.split())))
+        if on_batch:
+            on_batch(len(prompts))
+        return outs
