@@ -20,7 +20,7 @@ out = Console(width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True)
 
 
-def _friendly(fn):
+def friendly(fn):
     """Turn UserError into one red line and exit code 2, with no traceback."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -58,7 +58,7 @@ def _build_config(config: Path | None, overrides: dict[str, Any]):
 
 
 @app.command()
-@_friendly
+@friendly
 def run(
     config: Annotated[Path | None, typer.Argument(help="Experiment YAML; without it, the built-in demo.")] = None,
     task: Annotated[str | None, typer.Option(help="Data source: file, 'demo', 'gsm8k' or 'hf:NAME'.")] = None,
@@ -98,14 +98,14 @@ def _show(run_dir: Path) -> None:
 
 
 @app.command()
-@_friendly
+@friendly
 def show(run_dir: Annotated[Path, typer.Argument(help="A run folder printed by `tunewise run`.")]):
     """Print a run's leaderboard again, from its store."""
     _show(run_dir)
 
 
 @app.command("strategies")
-@_friendly
+@friendly
 def list_strategies():
     """List registered strategies and their options."""
     from tunewise.registry import strategies as registry
@@ -127,7 +127,7 @@ def list_strategies():
 
 
 @app.command()
-@_friendly
+@friendly
 def validate(config: Annotated[Path, typer.Argument(help="Experiment YAML to check.")]):
     """Check a config (keys, types, strategies, data) without running anything."""
     from tunewise.config import load_config
@@ -137,6 +137,20 @@ def validate(config: Annotated[Path, typer.Argument(help="Experiment YAML to che
     task = load_task(cfg.task, seed=cfg.seed)
     out.print(f"{config}: valid · {task.summary()} · strategies: "
               f"{', '.join(s.id for s in cfg.strategies)}", highlight=False)
+
+
+def _load_commands() -> None:
+    import importlib
+    import pkgutil
+
+    import tunewise.commands as pkg
+
+    for info in pkgutil.iter_modules(pkg.__path__):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"{pkg.__name__}.{info.name}")
+
+
+_load_commands()
 
 
 def main() -> None:

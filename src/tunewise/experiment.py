@@ -205,7 +205,12 @@ def _cost(stats: dict, rows: list[dict], backend, peak_rss_mb: float, art: Path)
         "seconds_per_example": sum(r["latency_s"] or 0 for r in rows) / n,
         "peak_rss_mb": peak_rss_mb, "peak_device_mb": backend.peak_device_memory_mb(),
         "artifact_mb": _dir_mb(art),
+        # Whatever else the strategy recorded (demonstrations, extraction failures, candidates, ...).
+        "details": {k: v for k, v in stats.items() if k not in _COST_KEYS},
     }
+
+
+_COST_KEYS = {"trainable_params", "total_params", "train_seconds", "train_tokens", "train_examples", "epochs_run"}
 
 
 def export(store: Store, run_id: str, run_dir: Path) -> None:

@@ -56,6 +56,11 @@ class FakeBackend(Backend):
             on_batch(len(suffixes))
         return out
 
+    def sample(self, prompts: Sequence[str], n: int = 1, temperature: float = 0.0, max_new_tokens: int = 64,
+               stop: Sequence[str] = (), batch_size: int = 8, on_batch: Callable[[int], None] | None = None,
+               top_p: float = 1.0) -> list[list[tuple[str, int]]]:
+        return [[out] * n for out in self.generate(prompts, max_new_tokens, stop, batch_size, on_batch)]
+
     def generate(self, prompts: Sequence[str], max_new_tokens: int = 64, stop: Sequence[str] = (),
                  batch_size: int = 8, on_batch: Callable[[int], None] | None = None) -> list[tuple[str, int]]:
         outs = []

@@ -139,21 +139,36 @@ class CausalLMBackend(Backend):
     def generate(self, prompts: Sequence[str], max_new_tokens: int = 64, stop: Sequence[str] = (),
                  batch_size: int = 8, on_batch: Callable[[int], None] | None = None) -> list[tuple[str, int]]:
         """Greedy generation; returns (text, completion tokens) per prompt, cut at the first stop string."""
+        return [s[0] for s in self.sample(prompts, 1, 0.0, max_new_tokens, stop, batch_size, on_batch)]
+
+    @torch.no_grad()
+    def sample(self, prompts: Sequence[str], n: int = 1, temperature: float = 0.0, max_new_tokens: int = 64,
+               stop: Sequence[str] = (), batch_size: int = 8, on_batch: Callable[[int], None] | None = None,
+               top_p: float = 1.0) -> list[list[tuple[str, int]]]:
+        """n completions per prompt (greedy when temperature is 0): [[(text, completion tokens), ...], ...]."""
         tok = self.tokenizer
         tok.padding_side = "left"
         stops = [s for s in stop if s] + [self.end_of_turn()]
-        results: list[tuple[str, int]] = []
+        sampling = temperature > 0
+        results: list[list[tuple[str, int]]] = []
         for start in range(0, len(prompts), batch_size):
             batch = list(prompts[start:start + batch_size])
             enc = tok(batch, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+            kwargs = {"do_sample": True, "temperature": temperature, "top_p": top_p} if sampling else \
+                {"do_sample": False}
             out = self.model.generate(
-                **enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id,
-                stop_strings=stops, tokenizer=tok)
-            for row in out[:, enc["input_ids"].shape[1]:]:
-                ids = [int(i) for i in row if int(i) != tok.pad_token_id]
-                text = tok.decode(ids, skip_special_tokens=False)
-                cut = min([text.find(s) for s in stops if s in text], default=len(text))
-                results.append((text[:cut].strip(), len(ids)))
+                **enc, max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id, stop_strings=stops,
+                tokenizer=tok, num_return_sequences=n if sampling else 1, **kwargs)
+            rows = out[:, enc["input_ids"].shape[1]:]
+            per_prompt = n if sampling else 1
+            for i in range(len(batch)):
+                outs = []
+                for row in rows[i * per_prompt:(i + 1) * per_prompt]:
+                    ids = [int(t) for t in row if int(t) != tok.pad_token_id]
+                    text = tok.decode(ids, skip_special_tokens=False)
+                    cut = min([text.find(s) for s in stops if s in text], default=len(text))
+                    outs.append((text[:cut].strip(), len(ids)))
+                results.append(outs * (n // per_prompt))
             if on_batch:
                 on_batch(len(batch))
         return results

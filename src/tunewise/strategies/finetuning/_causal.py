@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from tunewise.data import Example, Task
 from tunewise.data.splits import cap
 from tunewise.strategies.prompting._common import system_prompt
 
+from tunewise.strategies.finetuning._train import TrainConfig
+
 IGNORE = -100
+
+
+class CausalTrainConfig(TrainConfig):
+    """Options of every strategy that fine-tunes a causal LM."""
+
+    learning_rate: float = Field(1e-3, gt=0, description="Peak learning rate.")
+    epochs: float = Field(2.0, gt=0, description="Passes over the training split.")
 
 
 def shared_messages(task: Task) -> list[dict[str, str]]:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import math
 import shutil
-from typing import Any
+import time
+from functools import cache
+from typing import Any, Literal
 
 import torch
 from pydantic import Field, model_validator
@@ -35,7 +37,9 @@ class TrainConfig(StrategyConfig):
         2, ge=1, description="Stop after this many epochs without a better validation loss and restore the "
         "best epoch; null trains all epochs.")
     max_train_examples: int | None = Field(None, gt=0, description="Train on at most this many examples.")
-    bf16: bool = Field(False, description="bf16 autocast (fast on recent CPUs and GPUs).")
+    bf16: bool | Literal["auto"] = Field(
+        "auto", description="bf16 autocast: true, false, or auto (on when the device runs bf16 matrix "
+        "products faster than fp32, measured once per process).")
 
     @model_validator(mode="after")
     def _finite(self) -> TrainConfig:
@@ -94,9 +98,37 @@ def _callbacks(ctx: FitContext, label: str):
     return [Progress()]
 
 
+@cache
+def bf16_is_faster(device_type: str) -> bool:
+    """Measure, once per process, whether bf16 matrix products beat fp32 on this device."""
+    if device_type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device_type != "cpu":
+        return False
+    a32 = torch.randn(512, 512)
+    a16 = a32.to(torch.bfloat16)
+
+    def rate(a) -> float:
+        a @ a  # warm-up
+        start = time.perf_counter()
+        for _ in range(8):
+            a @ a
+        return time.perf_counter() - start
+
+    return rate(a16) < 0.8 * rate(a32)
+
+
+def use_bf16(cfg: TrainConfig, device: torch.device) -> bool:
+    return bf16_is_faster(device.type) if cfg.bf16 == "auto" else bool(cfg.bf16)
+
+
 def train(model, train_rows: list[dict], eval_rows: list[dict], collator, cfg: TrainConfig,
-          ctx: FitContext, label: str) -> dict[str, Any]:
-    """Run Trainer and return what the cost model needs; the model ends with its best weights."""
+          ctx: FitContext, label: str, callbacks: list | None = None, trainer_cls=None) -> dict[str, Any]:
+    """Run Trainer and return what the cost model needs; the model ends with its best weights.
+
+    `callbacks` are extra TrainerCallbacks (e.g. an unfreezing schedule); `trainer_cls` a Trainer
+    subclass for a custom loss (e.g. distillation).
+    """
     from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
 
     if ctx.on_train_start is not None:
@@ -114,18 +146,21 @@ def train(model, train_rows: list[dict], eval_rows: list[dict], collator, cfg: T
         save_total_limit=1 if use_eval else None, save_only_model=True,
         train_sampling_strategy="group_by_length", logging_steps=max(1, len(train_rows) // cfg.batch_size // 8),
         report_to="none", disable_tqdm=True, seed=ctx.seed, data_seed=ctx.seed,
-        use_cpu=device.type == "cpu", bf16=cfg.bf16, dataloader_num_workers=0,
+        use_cpu=device.type == "cpu", bf16=use_bf16(cfg, device), dataloader_num_workers=0,
         remove_unused_columns=False)
-    callbacks = _callbacks(ctx, label)
+    callbacks = _callbacks(ctx, label) + list(callbacks or [])
     if use_eval:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
-    trainer = Trainer(model=model, args=args, train_dataset=ListDataset(train_rows),
+    trainer = (trainer_cls or Trainer)(model=model, args=args, train_dataset=ListDataset(train_rows),
                       eval_dataset=ListDataset(eval_rows) if use_eval else None,
                       data_collator=collator, callbacks=callbacks)
     from transformers.trainer_callback import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)  # our progress bar and store replace its printed dicts
     result = trainer.train()
+    # accelerate wraps forward() in bf16 autocast for mixed precision; undo it so predictions after
+    # training run exactly as they will after reloading the saved artifact.
+    trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
     shutil.rmtree(work, ignore_errors=True)  # the best weights are in memory; the artifact is saved next
     tokens_per_epoch = sum(len(r["input_ids"]) for r in train_rows)
     trainable, total = count_parameters(model)
@@ -134,7 +169,7 @@ def train(model, train_rows: list[dict], eval_rows: list[dict], collator, cfg: T
         train_examples=len(train_rows), train_tokens=int(tokens_per_epoch * (trainer.state.epoch or 0)),
         epochs_run=round(trainer.state.epoch or 0, 2), train_steps=trainer.state.global_step,
         trainable_params=trainable, total_params=total, final_train_loss=result.training_loss,
-        best_eval_loss=best)
+        best_eval_loss=best, bf16=bool(args.bf16))
     model.eval()
     return ctx.stats
 

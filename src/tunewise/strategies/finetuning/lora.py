@@ -7,13 +7,12 @@ from pydantic import Field
 from tunewise.registry import register
 from tunewise.strategies.base import Strategy
 from tunewise.strategies.finetuning import _causal
-from tunewise.strategies.finetuning._train import TrainConfig, seed_everything, train
+from tunewise.strategies.finetuning._causal import CausalTrainConfig
+from tunewise.strategies.finetuning._train import seed_everything, train
 from tunewise.strategies.prompting._common import prompt_predictor
 
 
-class LoraConfig(TrainConfig):
-    learning_rate: float = Field(1e-3, gt=0, description="Peak learning rate (LoRA tolerates high rates).")
-    epochs: float = Field(2.0, gt=0, description="Passes over the training split.")
+class LoraConfig(CausalTrainConfig):
     rank: int = Field(16, gt=0, description="LoRA rank r: capacity of each adapter.")
     alpha: int = Field(32, gt=0, description="LoRA scaling alpha (update scaled by alpha/r).")
     dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the adapter input.")
