@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from tunewise.errors import UserError
 
@@ -16,6 +18,9 @@ class Strict(BaseModel):
 
 
 class TaskConfig(Strict):
+    # `input_column: 0` for a file without header names its first column "0"
+    model_config = ConfigDict(coerce_numbers_to_str=True)
+
     source: str = Field(
         "demo",
         description="Where the examples come from: 'demo' (built-in support intents), 'gsm8k' (embedded "
@@ -48,19 +53,82 @@ class TaskConfig(Strict):
         return self
 
 
+def _default_api_prices() -> dict[str, Any]:
+    from tunewise.report.cost_model import DEFAULT_API_PRICES
+
+    return {name: ApiPrice(**price) for name, price in DEFAULT_API_PRICES.items()}
+
+
+class ApiPrice(Strict):
+    input: float = Field(ge=0, description="USD per million input (prompt) tokens.")
+    output: float = Field(ge=0, description="USD per million output (completion) tokens.")
+    training: float | None = Field(None, ge=0, description="USD per million training tokens for the "
+                                   "provider's fine-tuning; empty when the model cannot be fine-tuned.")
+    finetuned_input: float | None = Field(None, ge=0, description="USD per million input tokens for a "
+                                          "fine-tuned copy (defaults to `input`).")
+    finetuned_output: float | None = Field(None, ge=0, description="USD per million output tokens for a "
+                                           "fine-tuned copy (defaults to `output`).")
+
+
+class PricesConfig(Strict):
+    api: dict[str, ApiPrice] = Field(
+        default_factory=_default_api_prices,
+        description="API prices by model name. Entries given here are added to, or replace, tunewise's dated "
+        "defaults (see `tunewise.report.cost_model.PRICES_AS_OF`); check your provider's price page.")
+    gpu_per_hour: float = Field(4.0, ge=0, description="USD per hour of the GPU that trains and serves "
+                                "local models (used when the run had CUDA).")
+    cpu_per_hour: float = Field(0.10, ge=0, description="USD per hour of the CPU machine that trains and "
+                                "serves local models (used when the run had no GPU).")
+    electricity_per_kwh: float | None = Field(None, ge=0, description="USD per kWh; when set, the energy "
+                                              "of local training and inference is added to their cost.")
+    gpu_watts: float = Field(400.0, gt=0, description="Power drawn by the GPU under load, in watts.")
+    cpu_watts: float = Field(65.0, gt=0, description="Power drawn by the CPU under load, in watts.")
+
+    @field_validator("api", mode="before")
+    @classmethod
+    def _merge_defaults(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        from tunewise.report.cost_model import DEFAULT_API_PRICES
+
+        return {**DEFAULT_API_PRICES, **value}
+
+
+class ConstraintsConfig(Strict):
+    min_quality: float | None = Field(None, ge=0, le=1, description="Lowest acceptable value of the task's "
+                                      "primary metric (accuracy or exact match), as a share: 0.85 = 85%.")
+    max_latency_ms: float | None = Field(None, gt=0, description="Highest acceptable latency per query in "
+                                         "milliseconds (as measured in this run's batches).")
+    monthly_queries: int = Field(10_000, ge=0, description="Queries you expect to serve per month; costs "
+                                 "in the recommendation are given at this volume.")
+    budget_per_month: float | None = Field(None, ge=0, description="Most you will spend per month in USD, "
+                                           "one-off costs spread over `horizon_months` included.")
+    horizon_months: int = Field(12, gt=0, description="Months over which one-off (training) costs are "
+                                "spread when comparing monthly costs.")
+    needs_new_knowledge: bool = Field(False, description="The task needs facts the model does not know "
+                                      "(products, policies); favours putting them in the prompt.")
+    task_changes_often: bool = Field(False, description="Labels or instructions change often; favours "
+                                     "prompting, which changes at once, over retraining.")
+
+
 class ExperimentConfig(Strict):
     task: TaskConfig = Field(default_factory=TaskConfig, description="The data and what to do with it.")
     model: str = Field("smollm2-135m-instruct", description="Causal LM for prompting and LM fine-tuning: an "
                        "embedded name, a Hugging Face model name or a local path.")
     encoder: str = Field("minilm-l6", description="Encoder for classification-head strategies "
                          "(full-finetune, head-only).")
-    strategies: list[Any] = Field(
+    strategies: list[Any] = Field(  # validate_default: the default names become configs too
         default_factory=lambda: ["zero-shot", "few-shot", "lora", "full-finetune", "head-only"],
+        validate_default=True,
         description="Strategies to compare: names, or mappings with 'name' and the strategy's options.")
     seed: int = Field(0, description="Seed for splits, sampling and training.")
     device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="Where models run.")
     output_dir: str = Field("runs", description="Folder in which each run gets its own subfolder.")
     eval_batch_size: int = Field(16, gt=0, description="Examples per batch when scoring.")
+    prices: PricesConfig = Field(default_factory=PricesConfig, description="Prices that turn measured "
+                                 "time and tokens into money in the report (dated defaults; override them).")
+    constraints: ConstraintsConfig = Field(default_factory=ConstraintsConfig, description="What the "
+                                           "recommendation must respect: quality, latency, volume, budget.")
 
     @field_validator("strategies")
     @classmethod
@@ -69,12 +137,49 @@ class ExperimentConfig(Strict):
 
         if not value:
             raise ValueError("list at least one strategy (see `tunewise strategies`)")
-        configs = [strategy_config(item, index) for index, item in enumerate(value)]
-        ids = [c.id for c in configs]
-        dupes = sorted({i for i in ids if ids.count(i) > 1})
-        if dupes:
-            raise ValueError(f"strategy ids must be unique; give repeated ones an 'id' ({', '.join(dupes)})")
+        configs, problems = [], []
+        for index, item in enumerate(value):
+            try:
+                configs.append(strategy_config(item, index))
+            except ValidationError as err:  # the strategy's own options: report as strategies[i].key
+                problems += [_strategy_problem(e, index, item) for e in err.errors(include_url=False)]
+            except ValueError as err:  # no name / unknown name; the message starts with "[index]: "
+                loc = (index, "name") if isinstance(item, dict) and "name" in item else (index,)
+                problems.append(_problem(str(err).removeprefix(f"[{index}]: "), loc, item))
+        if not problems:
+            first: dict[str, int] = {}
+            for index, c in enumerate(configs):
+                if c.id in first:
+                    problems.append(_problem(
+                        f"id '{c.id}' is already used by strategies[{first[c.id]}]; give one of them a "
+                        "different 'id'", (index, "id"), c.id))
+                first.setdefault(c.id, index)
+        if problems:
+            raise ValidationError.from_exception_data("strategies", problems)
         return configs
+
+
+def _problem(message: str, loc: tuple, value: Any) -> dict[str, Any]:
+    return {"type": PydanticCustomError("strategy", "{message}", {"message": message}), "loc": loc,
+            "input": value}
+
+
+def _strategy_problem(e: dict[str, Any], index: int, item: Any) -> dict[str, Any]:
+    loc = (index, *e["loc"])
+    if e["type"] == "extra_forbidden" and e["loc"]:
+        from tunewise.registry import get_strategy
+
+        known = [k for k in get_strategy(str(item["name"])).Config.model_fields if k != "name"]
+        return _problem(_unknown_key(str(e["loc"][-1]), known, "`tunewise strategies` lists the options"),
+                        loc, e["input"])
+    return {"type": e["type"], "loc": loc, "input": e["input"], **({"ctx": e["ctx"]} if "ctx" in e else {})}
+
+
+def _unknown_key(key: str, known: list[str], hint: str) -> str:
+    close = difflib.get_close_matches(key, known, n=1)
+    if close:
+        return f"unknown key; did you mean '{close[0]}'?" + (f" ({hint})" if hint else "")
+    return f"unknown key (known: {', '.join(known)})"
 
 
 def format_validation_error(err: ValidationError, source: str) -> str:
@@ -82,9 +187,13 @@ def format_validation_error(err: ValidationError, source: str) -> str:
     parts = []
     for e in err.errors():
         loc = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in e["loc"]).replace(".[", "[")
-        msg = e["msg"].removeprefix("Value error, ")
+        msg = " ".join(e["msg"].removeprefix("Value error, ").split())  # one line
         if e["type"] == "extra_forbidden":
-            msg = "unknown key (check the spelling; `tunewise strategies` lists strategy options)"
+            sections = {"task": TaskConfig, "prices": PricesConfig, "constraints": ConstraintsConfig}
+            model = sections.get(str(e["loc"][0]), ExperimentConfig) if len(e["loc"]) == 2 else ExperimentConfig
+            known = list(model.model_fields) if len(e["loc"]) <= 2 else []
+            msg = (_unknown_key(str(e["loc"][-1]), known, "") if known
+                   else "unknown key (check the spelling)")
         parts.append(f"{loc}: {msg}" if loc else msg)
     return f"{source}: " + "; ".join(parts)
 
@@ -98,14 +207,17 @@ def parse_config(data: dict[str, Any], source: str = "config") -> ExperimentConf
 
 def load_config(path: str | Path) -> ExperimentConfig:
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path}: is a folder; give the experiment's YAML file")
     if not path.is_file():
         raise UserError(f"{path}: config file not found")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise UserError(f"{path}:{where}: not valid YAML ({getattr(err, 'problem', err)})") from None
+        mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+        where = f" line {mark.line + 1}:" if mark else ""
+        problem = getattr(err, "problem", None) or (str(err).splitlines() or [type(err).__name__])[0]
+        raise UserError(f"{path}:{where} not valid YAML ({problem}); fix the syntax there") from None
     except UnicodeDecodeError:
         raise UserError(f"{path}: not valid UTF-8; save it as UTF-8") from None
     if not isinstance(data, dict):
@@ -115,14 +227,24 @@ def load_config(path: str | Path) -> ExperimentConfig:
 
 
 def _resolve_relative_paths(data: dict[str, Any], base: Path) -> None:
-    """Data paths in a config file are relative to the file, as users expect."""
+    """Data paths in a config file are relative to the file, as users expect (also when the file is
+    missing, so that the error names where tunewise looked). Built-in sources ('demo', 'gsm8k'),
+    'hf:' names and the split names of an 'hf:' source are not paths."""
+    from tunewise.data.builtin import BUILTIN
+
     task = data.get("task")
     if not isinstance(task, dict):
         return
+    source = task.get("source")
+    hub = isinstance(source, str) and source.startswith("hf:")
     for key in ("source", "train", "validation", "test"):
         value = task.get(key)
-        if isinstance(value, str) and (base / value).exists() and not Path(value).is_absolute():
-            task[key] = str((base / value).resolve())
+        if not isinstance(value, str) or not value or value.startswith("hf:"):
+            continue
+        if (key == "source" and value in BUILTIN) or (key != "source" and hub):
+            continue
+        path = Path(value).expanduser()
+        task[key] = str(path if path.is_absolute() else (base / path).resolve())
 
 
 def dump_config(config: ExperimentConfig) -> str:

@@ -1,0 +1,162 @@
+"""Cost model: turn measured time and tokens into money, find the Pareto front and break-even volumes.
+
+Every strategy gets a one-off cost (training) and a cost per query; total cost after N queries is
+`one_off + N * per_query`, so two strategies cross at most once. The prices are configurable
+(`prices:` in the experiment config); the defaults below are dated and meant to be overridden.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from tunewise.config import ApiPrice, PricesConfig
+from tunewise.report import fmt
+
+# Default list prices in USD per million tokens, as of 2026-11 (OpenAI's public price page).
+# They are *defaults to override*: prices change, and negotiated or batch prices differ. Put your own
+# under `prices: api:` in the experiment config (or the report's --settings file).
+PRICES_AS_OF = "2026-11"
+DEFAULT_API_PRICES: dict[str, dict[str, float | None]] = {
+    "gpt-5": {"input": 1.25, "output": 10.00},
+    "gpt-5-mini": {"input": 0.25, "output": 2.00},
+    "gpt-5-nano": {"input": 0.05, "output": 0.40},
+    "gpt-4.1": {"input": 2.00, "output": 8.00, "training": 25.00, "finetuned_input": 3.00,
+                "finetuned_output": 12.00},
+    "gpt-4.1-mini": {"input": 0.40, "output": 1.60, "training": 5.00, "finetuned_input": 0.80,
+                     "finetuned_output": 3.20},
+    "gpt-4.1-nano": {"input": 0.10, "output": 0.40, "training": 1.50, "finetuned_input": 0.20,
+                     "finetuned_output": 0.80},
+    "gpt-4o": {"input": 2.50, "output": 10.00, "training": 25.00, "finetuned_input": 3.75,
+               "finetuned_output": 15.00},
+    "gpt-4o-mini": {"input": 0.15, "output": 0.60, "training": 3.00, "finetuned_input": 0.30,
+                    "finetuned_output": 1.20},
+}
+_PREFIXES = ("openai:", "openai/", "api:")
+
+
+@dataclass
+class StrategyCost:
+    strategy: str
+    family: str
+    quality: float  # primary metric, 0..1
+    quality_low: float
+    quality_high: float
+    one_off_usd: float  # training: hardware time, or API training tokens
+    per_1k_usd: float  # serving 1,000 queries
+    latency_s: float  # seconds per example as measured (batched)
+    priced_as: str  # "API gpt-4o-mini", "CPU at $0.10/hour", ...
+    train_seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def per_query_usd(self) -> float:
+        return self.per_1k_usd / 1000
+
+    def total(self, queries: float) -> float:
+        return self.one_off_usd + queries * self.per_query_usd
+
+    def monthly(self, queries_per_month: float, horizon_months: int) -> float:
+        """Running cost per month plus the one-off cost spread over the horizon."""
+        return queries_per_month * self.per_query_usd + self.one_off_usd / horizon_months
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def api_price(model: str, table: dict[str, ApiPrice]) -> tuple[str, ApiPrice, bool] | None:
+    """(name, price, is_fine_tuned) for an API model name, matching dated snapshots and `ft:` names
+    (`gpt-4o-mini-2024-07-18`, `ft:gpt-4o-mini-2024-07-18:org::id`) to their base entry; None for local models."""
+    name = model.lower().strip()
+    for prefix in _PREFIXES:
+        name = name.removeprefix(prefix)
+    tuned = name.startswith("ft:")
+    name = name.removeprefix("ft:")
+    for key in sorted(table, key=len, reverse=True):  # 'gpt-4o-mini' before 'gpt-4o'
+        k = key.lower()
+        if name == k or name.startswith(k + "-") or name.startswith(k + ":"):
+            return key, table[key], tuned
+    return None
+
+
+def hourly_price(prices: PricesConfig, gpu: bool) -> tuple[float, str]:
+    """USD per hour of the local hardware, electricity included when priced."""
+    base = prices.gpu_per_hour if gpu else prices.cpu_per_hour
+    label = f"{'GPU' if gpu else 'CPU'} at {fmt.money(base)}/hour"
+    if prices.electricity_per_kwh is not None:
+        watts = prices.gpu_watts if gpu else prices.cpu_watts
+        energy = watts / 1000 * prices.electricity_per_kwh
+        base += energy
+        label += f" + {fmt.money(energy)}/hour of electricity"
+    return base, label
+
+
+def strategy_cost(result: dict[str, Any], model: str | None, prices: PricesConfig, gpu: bool) -> StrategyCost:
+    """The cost profile of one finished strategy; `model` is the backend model it ran on."""
+    metrics, cost = result["metrics"], result["cost"]
+    q = metrics[metrics["primary"]]
+    prompt, completion = cost.get("prompt_tokens_per_example", 0), cost.get("completion_tokens_per_example", 0)
+    train_s, sec = cost.get("train_seconds") or 0.0, cost.get("seconds_per_example") or 0.0
+    api = api_price(model, prices.api) if model else None
+    notes: list[str] = []
+    if api is not None:
+        key, price, tuned = api
+        tuned = tuned or result["family"] == "finetuning"
+        p_in = (price.finetuned_input if tuned and price.finetuned_input is not None else price.input)
+        p_out = (price.finetuned_output if tuned and price.finetuned_output is not None else price.output)
+        per_1k = 1000 * (prompt * p_in + completion * p_out) / 1e6
+        one_off = 0.0
+        if result["family"] == "finetuning":
+            if price.training is None:
+                notes.append(f"no training price for {key}; one-off cost counted as $0")
+            else:
+                one_off = (cost.get("train_tokens") or 0) * price.training / 1e6
+        priced_as = f"API {key}"
+    else:
+        hourly, priced_as = hourly_price(prices, gpu)
+        one_off = train_s * hourly / 3600
+        per_1k = 1000 * sec * hourly / 3600
+    return StrategyCost(strategy=result["strategy"], family=result["family"], quality=q["value"],
+                        quality_low=q["low"], quality_high=q["high"], one_off_usd=one_off, per_1k_usd=per_1k,
+                        latency_s=sec, priced_as=priced_as, train_seconds=train_s, notes=notes)
+
+
+def pareto_front(costs: list[StrategyCost]) -> list[str]:
+    """Strategies no other one beats on quality, one-off cost and cost per query at once.
+
+    One-off cost is an objective alongside cost per query: with cost per query alone, every strategy
+    with no training cost would be dropped as soon as a fine-tuned one is cheaper per query, and there
+    would be nothing left to compute a break-even volume against.
+    """
+    def dominates(a: StrategyCost, b: StrategyCost) -> bool:
+        ge = a.quality >= b.quality and a.one_off_usd <= b.one_off_usd and a.per_1k_usd <= b.per_1k_usd
+        gt = a.quality > b.quality or a.one_off_usd < b.one_off_usd or a.per_1k_usd < b.per_1k_usd
+        return ge and gt
+    return [c.strategy for c in costs if not any(dominates(o, c) for o in costs if o is not c)]
+
+
+def break_even(a: StrategyCost, b: StrategyCost) -> float | None:
+    """Queries after which the strategy with the larger one-off cost becomes the cheaper one in total;
+    None when one of them is cheaper (or as cheap) at every volume."""
+    d_up, d_q = a.one_off_usd - b.one_off_usd, b.per_query_usd - a.per_query_usd
+    if d_up == 0 or d_q == 0 or (d_up > 0) != (d_q > 0):
+        return None
+    return d_up / d_q
+
+
+def break_evens(costs: list[StrategyCost], among: list[str] | None = None) -> list[dict[str, Any]]:
+    """Every crossing between pairs of `among` (default: the Pareto front), in plain words."""
+    names = among if among is not None else pareto_front(costs)
+    chosen = [c for c in costs if c.strategy in names]
+    out = []
+    for i, a in enumerate(chosen):
+        for b in chosen[i + 1:]:
+            n = break_even(a, b)
+            if n is None:
+                continue
+            dear, cheap = (a, b) if a.one_off_usd > b.one_off_usd else (b, a)
+            out.append({"pays_off": dear.strategy, "versus": cheap.strategy, "queries": n,
+                        "sentence": f"{dear.strategy} costs {fmt.money(dear.one_off_usd - cheap.one_off_usd)} "
+                                    f"{'more ' if cheap.one_off_usd else ''}up front and becomes cheaper than "
+                                    f"{cheap.strategy} after {fmt.count(n)} queries"})
+    return sorted(out, key=lambda r: r["queries"])

@@ -1,0 +1,69 @@
+"""Number formatting for people: money, counts, percentages and durations, always with their unit."""
+
+from __future__ import annotations
+
+import math
+
+
+def money(usd: float | None) -> str:
+    """$1,234 / $12.34 / $0.23 / $0.00042 (two significant digits below a cent) / $0."""
+    if usd is None or (isinstance(usd, float) and math.isnan(usd)):
+        return "-"
+    if usd == 0:
+        return "$0"
+    if abs(usd) >= 100:
+        return f"${usd:,.0f}"
+    if abs(usd) >= 0.01:
+        return f"${usd:,.2f}"
+    return f"${usd:.2g}" if abs(usd) >= 1e-4 else f"${usd:.1e}"
+
+
+def count(n: float | None) -> str:
+    """A query count rounded to two significant digits: 41,000 / 1.2 million / 830."""
+    if n is None or math.isinf(n) or math.isnan(n):
+        return "-"
+    if n < 100:
+        return f"{n:,.0f}"
+    digits = int(math.floor(math.log10(n))) - 1
+    rounded = round(n, -digits)
+    if rounded >= 1e9:
+        return f"{rounded / 1e9:.2g} billion"
+    if rounded >= 1e6:
+        return f"{rounded / 1e6:.2g} million"
+    return f"{rounded:,.0f}"
+
+
+def pct(x: float | None, digits: int = 1) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    return f"{100 * x:.{digits}f}%"
+
+
+def interval(m: dict[str, float] | None) -> str:
+    """'86.1% (95% CI 80.6–91.7%)' for a metric dict with value, low and high."""
+    if not m:
+        return "-"
+    return f"{pct(m['value'])} (95% CI {pct(m['low'])}–{pct(m['high'])})"
+
+
+def ms(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    value = 1000 * seconds
+    return f"{value:.1f} ms" if value < 100 else f"{value:,.0f} ms"
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def pvalue(p: float | None) -> str:
+    if p is None:
+        return "-"
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
