@@ -10,6 +10,7 @@ from tunewise.backends import load_backend
 from tunewise.errors import CapabilityError
 from tunewise.registry import strategies, strategy_config
 from tunewise.strategies.base import FitContext
+from tunewise.strategies.prompting._extract import extraction_failed
 
 FAST = {"epochs": 2, "batch_size": 4, "learning_rate": 5e-3, "early_stopping_patience": None}
 
@@ -39,9 +40,11 @@ def backends(tiny_causal, tiny_encoder):
 
 
 @pytest.mark.parametrize("name", list(strategies()))
-def test_fit_on_tiny_model(name, backends, small_task, tmp_path):
+def test_fit_on_tiny_model(name, backends, small_task, tmp_path, tiny_causal):
     cls = strategies()[name]
     options = FAST if cls.family == "finetuning" else {}
+    if name == "distill":  # its default teacher runs on the embedded SmolLM2: use the tiny causal model
+        options = {**options, "teacher_model": tiny_causal}
     strategy = cls(strategy_config({"name": name, **options}))
     snapshot = {}
 
@@ -54,8 +57,13 @@ def test_fit_on_tiny_model(name, backends, small_task, tmp_path):
     predictor = strategy.fit(backends[cls.backend_kind], small_task, ctx)
     preds = predictor.predict(small_task.test)
     assert len(preds) == len(small_task.test)
-    assert all(p.output in small_task.labels for p in preds)
-    assert all(abs(sum(p.scores.values()) - 1) < 1e-5 for p in preds)
+    # Reasoning strategies generate free text: on an untrained model the answer often cannot be read. Such a
+    # prediction must be "" with a failed-extraction trace (counted, never a crash); all others stay strict.
+    checked = [p for p in preds if not (p.output == "" and extraction_failed(p.trace))]
+    assert all(p.output in small_task.labels for p in checked)
+    # (a read answer has no probabilities behind it unless votes give them: only label scorers must have them)
+    assert all(abs(sum(p.scores.values()) - 1) < 1e-5 for p in checked
+               if p.scores is not None or extraction_failed(p.trace) is None)
     if cls.family == "prompting":
         assert not snapshot, "a prompting strategy must not train"
         assert all(p.prompt_tokens > 0 for p in preds)

@@ -44,6 +44,12 @@ class Backend:
 
 def load_backend(name: str, kind: Literal["causal", "encoder"], device: str = "auto") -> Backend:
     """Resolve a model name (embedded name, hub name, local path or 'fake') to a backend."""
+    if name.startswith("openai:"):  # any OpenAI-compatible API; settings in the name or TUNEWISE_OPENAI_*
+        if kind != "causal":
+            raise CapabilityError(f"'{name}' is an API chat/completion model; set `encoder` to a local encoder")
+        from tunewise.backends.openai_compat import OpenAIBackend
+
+        return OpenAIBackend.from_name(name)
     if name.startswith("fake"):
         from tunewise.backends.fake import FakeBackend
 

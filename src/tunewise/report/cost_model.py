@@ -67,7 +67,7 @@ class StrategyCost:
 def api_price(model: str, table: dict[str, ApiPrice]) -> tuple[str, ApiPrice, bool] | None:
     """(name, price, is_fine_tuned) for an API model name, matching dated snapshots and `ft:` names
     (`gpt-4o-mini-2024-07-18`, `ft:gpt-4o-mini-2024-07-18:org::id`) to their base entry; None for local models."""
-    name = model.lower().strip()
+    name = model.lower().strip().split("?", 1)[0]  # 'openai:MODEL?base_url=...' names an API backend
     for prefix in _PREFIXES:
         name = name.removeprefix(prefix)
     tuned = name.startswith("ft:")
@@ -99,6 +99,13 @@ def strategy_cost(result: dict[str, Any], model: str | None, prices: PricesConfi
     train_s, sec = cost.get("train_seconds") or 0.0, cost.get("seconds_per_example") or 0.0
     api = api_price(model, prices.api) if model else None
     notes: list[str] = []
+    if api is None and model and model.lower().startswith(_PREFIXES):  # an API model missing from the table
+        name = model.split("?", 1)[0]
+        notes.append(f"no price for {name}: add it under prices: api: in the config")
+        return StrategyCost(strategy=result["strategy"], family=result["family"], quality=q["value"],
+                            quality_low=q["low"], quality_high=q["high"], one_off_usd=0.0, per_1k_usd=0.0,
+                            latency_s=sec, priced_as=f"API {name} at $0 (no price given; add it under prices: api:)",
+                            train_seconds=train_s, notes=notes)
     if api is not None:
         key, price, tuned = api
         tuned = tuned or result["family"] == "finetuning"

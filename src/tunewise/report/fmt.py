@@ -6,7 +6,7 @@ import math
 
 
 def money(usd: float | None) -> str:
-    """$1,234 / $12.34 / $0.23 / $0.00042 (two significant digits below a cent) / $0."""
+    """$1,234 / $12.34 / $0.23 / $0.00042 (two significant digits below a cent) / under $0.0001 / $0."""
     if usd is None or (isinstance(usd, float) and math.isnan(usd)):
         return "-"
     if usd == 0:
@@ -15,7 +15,7 @@ def money(usd: float | None) -> str:
         return f"${usd:,.0f}"
     if abs(usd) >= 0.01:
         return f"${usd:,.2f}"
-    return f"${usd:.2g}" if abs(usd) >= 1e-4 else f"${usd:.1e}"
+    return f"${usd:.2g}" if abs(usd) >= 1e-4 else "under $0.0001"
 
 
 def count(n: float | None) -> str:
@@ -44,6 +44,13 @@ def interval(m: dict[str, float] | None) -> str:
     if not m:
         return "-"
     return f"{pct(m['value'])} (95% CI {pct(m['low'])}–{pct(m['high'])})"
+
+
+def short_interval(m: dict[str, float] | None) -> str:
+    """'86.1% (80.6–91.7)': for table cells whose header says '(95% CI)'."""
+    if not m:
+        return "-"
+    return f"{pct(m['value'])} ({100 * m['low']:.1f}–{100 * m['high']:.1f})"
 
 
 def ms(seconds: float | None) -> str:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pathlib import Path
+
+from pydantic import Field, field_validator
 
 from tunewise.data import Example, Task
 from tunewise.data.splits import cap
-from tunewise.strategies.prompting._common import system_prompt
-
+from tunewise.strategies.base import FitContext
 from tunewise.strategies.finetuning._train import TrainConfig
+from tunewise.strategies.prompting._common import system_prompt
 
 IGNORE = -100
 
@@ -18,6 +20,23 @@ class CausalTrainConfig(TrainConfig):
 
     learning_rate: float = Field(1e-3, gt=0, description="Peak learning rate.")
     epochs: float = Field(2.0, gt=0, description="Passes over the training split.")
+    forgetting: bool = Field(True, description="After training, measure catastrophic forgetting: perplexity "
+                             "of the base and the fine-tuned model on a general English reference text.")
+    forgetting_max_tokens: int = Field(2048, ge=64, le=65536, description="Reference-text tokens scored for "
+                                       "forgetting (more is steadier, slower).")
+    forgetting_task: str | None = Field(None, description="A second task (file, 'demo' or 'gsm8k') whose "
+                                        "zero-shot accuracy is compared before vs after fine-tuning.")
+    forgetting_task_examples: int = Field(50, gt=0, description="Test examples of forgetting_task scored.")
+
+    @field_validator("forgetting_task")
+    @classmethod
+    def _task_exists(cls, value: str | None) -> str | None:
+        # checked now, not after minutes of training; relative paths are relative to the working folder
+        from tunewise.data.builtin import BUILTIN
+
+        if value and value not in BUILTIN and not value.startswith("hf:") and not Path(value).expanduser().is_file():
+            raise ValueError(f"file not found: {value} (give a data file, 'demo' or 'gsm8k')")
+        return value
 
 
 def shared_messages(task: Task) -> list[dict[str, str]]:
@@ -26,9 +45,12 @@ def shared_messages(task: Task) -> list[dict[str, str]]:
     return [{"role": "system", "content": system_prompt(task, list_labels=False)}]
 
 
-def encode_examples(backend, task: Task, examples: list[Example], max_length: int) -> list[dict]:
-    """input_ids = prompt + answer; labels mask the prompt with -100 so only the answer is learned."""
-    shared = shared_messages(task)
+def encode_examples(backend, task: Task, examples: list[Example], max_length: int,
+                    shared: list[dict[str, str]] | None = None) -> list[dict]:
+    """input_ids = prompt + answer; labels mask the prompt with -100 so only the answer is learned.
+
+    `shared` replaces the default system message (e.g. none at all for plain instruction tuning)."""
+    shared = shared_messages(task) if shared is None else shared
     eot = backend.end_of_turn()
     rows = []
     for ex in examples:
@@ -52,3 +74,11 @@ def collator(backend):
 
     backend.tokenizer.padding_side = "right"
     return DataCollatorForSeq2Seq(backend.tokenizer, padding=True, label_pad_token_id=IGNORE)
+
+
+def finish_causal_fit(backend, model, task: Task, ctx: FitContext, cfg: CausalTrainConfig) -> None:
+    """What every causal-LM fine-tuning strategy does after `train()`: the forgetting score (when on)."""
+    if getattr(cfg, "forgetting", False):
+        from tunewise.evaluation.forgetting import measure_forgetting
+
+        measure_forgetting(backend, model, ctx, cfg)

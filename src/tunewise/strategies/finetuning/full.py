@@ -1,36 +1,87 @@
-"""full-finetune: every weight of the encoder plus a new classification head is trained."""
+"""full-finetune: every weight trains, on the encoder (plus a new classification head) or the causal LM.
+
+`model: encoder` (default) trains a sequence classifier; `model: causal` trains all weights of a fresh
+copy of the causal LM on the instruction-formatted examples with the loss on the answer only (also for
+generation tasks) and saves the whole model with `save_pretrained`. The instance's `backend_kind`
+follows the option, so the experiment hands it the right model.
+"""
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
 
 from tunewise.registry import register
 from tunewise.strategies.base import Strategy
+from tunewise.strategies.finetuning._causal import CausalTrainConfig, finish_causal_fit
 from tunewise.strategies.finetuning._encoder import fit_classifier, load_classifier
-from tunewise.strategies.finetuning._train import TrainConfig
+from tunewise.strategies.finetuning._lm_fit import (
+    dir_mb,
+    lm_predictor,
+    load_causal,
+    model_defaults,
+    save_causal,
+    train_causal,
+)
+from tunewise.strategies.finetuning._train import seed_everything
+
+# Every weight of a pretrained LM moves: rates far below an encoder head's, and longer prompts.
+CAUSAL_DEFAULTS: dict[str, Any] = {"learning_rate": 2e-5, "epochs": 2.0, "batch_size": 8, "max_length": 256,
+                                   "weight_decay": 0.0}
 
 
-class FullConfig(TrainConfig):
-    learning_rate: float = Field(1e-4, gt=0, description="Peak learning rate.")
+class FullConfig(CausalTrainConfig):
+    model: Literal["encoder", "causal"] = Field(
+        "encoder", description="Which model trains: encoder (a classifier head on `encoder`) or causal (the "
+        "causal LM `model`, answer-only loss; classification and generation tasks).")
+    learning_rate: float = Field(1e-4, gt=0, description="Peak learning rate (default 1e-4 for the encoder, "
+                                 "2e-5 for the causal LM).")
     epochs: float = Field(8.0, gt=0, description="Passes over the training split (early stopping may end "
-                          "sooner).")
-    batch_size: int = Field(16, gt=0, description="Examples per device step.")
-    max_length: int = Field(128, gt=8, description="Longest input in tokens.")
-    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
+                          "sooner; default 8 for the encoder, 2 for the causal LM).")
+    batch_size: int = Field(16, gt=0, description="Examples per device step (default 16 encoder, 8 causal).")
+    max_length: int = Field(128, gt=8, description="Longest input in tokens (default 128 encoder, 256 causal).")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay (default 0.01 encoder, 0 causal).")
+    forgetting: bool = Field(True, description="With model: causal, measure catastrophic forgetting after "
+                             "training (reference-text perplexity before vs after); ignored for the encoder.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _per_model_defaults(cls, data: Any) -> Any:
+        return model_defaults(data, {"causal": CAUSAL_DEFAULTS})
 
 
 @register
 class FullFinetune(Strategy):
     name = "full-finetune"
     family = "finetuning"
-    backend_kind = "encoder"
+    backend_kind = "encoder"  # the class default; each instance follows its `model` option
     needs = ("can_train",)
     task_kinds = ("classification",)
-    summary = "All encoder weights + a new classification head."
+    summary = "All weights: the encoder + a new classification head, or (model: causal) the causal LM."
     Config = FullConfig
 
+    def __init__(self, config: FullConfig):
+        super().__init__(config)
+        self.backend_kind = config.model
+        if config.model == "causal":
+            self.task_kinds = ("classification", "generation")
+
     def fit(self, backend, task, ctx):
-        return fit_classifier(backend, task, ctx, self.config, frozen_body=False)
+        if self.config.model == "encoder":
+            return fit_classifier(backend, task, ctx, self.config, frozen_body=False)
+        seed_everything(ctx.seed)
+        model = backend.fresh_model()
+        model.requires_grad_(True)
+        train_causal(model, backend, task, ctx, self.config)
+        finish_causal_fit(backend, model, task, ctx, self.config)  # forgetting score, when on
+        path = ctx.artifact_dir / "model"
+        save_causal(model, backend, path)
+        ctx.stats["model_mb"] = dir_mb(path)
+        return lm_predictor(backend, task, model)
 
     def load(self, backend, task, ctx):
-        return load_classifier(backend, task, ctx, self.config)
+        if self.config.model == "encoder":
+            return load_classifier(backend, task, ctx, self.config)
+        model = load_causal(backend, ctx.artifact_dir / "model")
+        return None if model is None else lm_predictor(backend, task, model)

@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from tunewise.data import Example, Task
+from tunewise.errors import UserError
 from tunewise.strategies.base import Prediction, Predictor
 
 Messages = list[dict[str, str]]
@@ -34,67 +35,143 @@ def softmax(row: np.ndarray) -> np.ndarray:
     return z / z.sum()
 
 
+# Content-free inputs for contextual calibration (Zhao et al. 2021, "Calibrate Before Use").
+CONTENT_FREE = ("N/A", "", "[MASK]")
+# Per-example demonstrations (similarity selection): examples -> the demonstrations shown before each.
+DemosFor = Callable[[Sequence[Example]], list[list[Example]]]
+
+
+def _user(text: str) -> Messages:
+    return [{"role": "user", "content": text}]
+
+
+def _demo_trace(demos: list[Example]) -> list[dict]:
+    return [{"step": "demonstrations", "ids": [d.id for d in demos]}]
+
+
 class ScoringPredictor(Predictor):
     """Classification by the log-likelihood of each label after the prompt: no parsing, no failures.
 
     The shared part of the prompt (system + demonstrations) is encoded once and its KV cache reused.
+    With `demos_for` each example gets its own demonstrations: they go to the batched suffixes and only
+    the system prompt is cached. With `calibrate`, the label distribution on content-free inputs under the
+    same prompt is divided out (contextual calibration): measured once at construction for a fixed prompt,
+    per example (and counted in its prompt tokens) when demonstrations differ per example.
     """
 
-    def __init__(self, backend, task: Task, shared: Messages, batch_size: int = 16):
+    def __init__(self, backend, task: Task, shared: Messages, batch_size: int = 16, calibrate: bool = False,
+                 demos_for: DemosFor | None = None):
         self.backend, self.task, self.shared, self.batch_size = backend, task, shared, batch_size
+        self.calibrate, self.demos_for = calibrate, demos_for
         self.model = getattr(backend, "model", None)
         eot = backend.end_of_turn()
         self.continuations = [backend.answer_prefix() + label + eot for label in task.labels]
+        self.calibration: dict[str, float] | None = None  # label -> content-free probability (fixed prompt)
+        self._p_cf: np.ndarray | None = None
+        if calibrate and demos_for is None:
+            logp, _ = self._score([_user(text) for text in CONTENT_FREE])
+            self._p_cf = _content_free_probs(logp)
+            self.calibration = {label: float(p) for label, p in zip(task.labels, self._p_cf, strict=True)}
 
-    def predict(self, examples: Sequence[Example], on_batch: Callable[[int], None] | None = None
-                ) -> list[Prediction]:
-        if not examples:
-            return []
-        pairs = [self.backend.split_prompt(self.shared, [{"role": "user", "content": e.input}])
-                 for e in examples]
+    def _score(self, queries: list[Messages], on_batch: Callable[[int], None] | None = None
+               ) -> tuple[np.ndarray, list[int]]:
+        """Label log-likelihoods after shared+query, and each prompt's token count. A prefix common to every
+        query is cached; otherwise the whole prompts are scored (still batched)."""
+        pairs = [self.backend.split_prompt(self.shared, q) for q in queries]
         prefixes = {p for p, _ in pairs}
         prefix = pairs[0][0] if len(prefixes) == 1 else ""
         suffixes = [s if prefix else p + s for p, s in pairs]
         logp = self.backend.score(prefix, suffixes, self.continuations, batch_size=self.batch_size,
                                   on_batch=on_batch)
         prefix_tokens = self.backend.count_tokens(prefix)
+        return logp, [prefix_tokens + self.backend.count_tokens(s) for s in suffixes]
+
+    def predict(self, examples: Sequence[Example], on_batch: Callable[[int], None] | None = None
+                ) -> list[Prediction]:
+        if not examples:
+            return []
+        demos = self.demos_for(examples) if self.demos_for else [[] for _ in examples]
+        logp, tokens = self._score([demo_messages(d) + _user(e.input) for d, e in zip(demos, examples, strict=True)],
+                                   on_batch)
+        p_cf = None if self._p_cf is None else np.broadcast_to(self._p_cf, logp.shape)
+        if self.calibrate and self.demos_for:  # the prompt differs per example, so does its calibration
+            cf_logp, cf_tokens = self._score([demo_messages(d) + _user(text) for d in demos for text in CONTENT_FREE])
+            p_cf = _content_free_probs(cf_logp.reshape(len(examples), len(CONTENT_FREE), -1))
+            tokens = [t + sum(cf_tokens[i * len(CONTENT_FREE):(i + 1) * len(CONTENT_FREE)])
+                      for i, t in enumerate(tokens)]
         label_tokens = [self.backend.count_tokens(label) for label in self.task.labels]
         preds = []
-        for row, suffix in zip(logp, suffixes, strict=True):
-            probs = softmax(row)
-            best = int(np.argmax(row))
+        for i, row in enumerate(logp):
+            probs = softmax(row) if p_cf is None else calibrated(row, p_cf[i])
+            best = int(np.argmax(probs))
             preds.append(Prediction(
                 output=self.task.labels[best],
                 scores={label: float(p) for label, p in zip(self.task.labels, probs, strict=True)},
-                prompt_tokens=prefix_tokens + self.backend.count_tokens(suffix),
-                completion_tokens=label_tokens[best]))
+                prompt_tokens=tokens[i], completion_tokens=label_tokens[best],
+                trace=_demo_trace(demos[i]) if self.demos_for else None))
         return preds
+
+
+def _content_free_probs(logp: np.ndarray) -> np.ndarray:
+    """Mean label distribution over the content-free inputs (the last-but-one axis)."""
+    z = np.exp(logp - logp.max(axis=-1, keepdims=True))
+    return (z / z.sum(axis=-1, keepdims=True)).mean(axis=-2)
+
+
+def calibrated(logp_row: np.ndarray, p_cf: np.ndarray) -> np.ndarray:
+    """Label probabilities divided by the content-free ones and renormalised. The floor keeps a label the
+    content-free prompt never predicts from dominating through a division by ~0."""
+    q = softmax(logp_row) / np.maximum(p_cf, 1e-12)
+    return q / q.sum()
 
 
 class GenerationPredictor(Predictor):
     """Free generation (generation tasks, or backends without log-probabilities)."""
 
     def __init__(self, backend, shared: Messages, max_new_tokens: int = 64, batch_size: int = 8,
-                 postprocess: Callable[[str], str] = str.strip):
-        self.backend, self.shared = backend, shared
+                 postprocess: Callable[[str], str] = str.strip, demos_for: DemosFor | None = None):
+        self.backend, self.shared, self.demos_for = backend, shared, demos_for
         self.model = getattr(backend, "model", None)
         self.max_new_tokens, self.batch_size, self.postprocess = max_new_tokens, batch_size, postprocess
 
     def predict(self, examples: Sequence[Example], on_batch: Callable[[int], None] | None = None
                 ) -> list[Prediction]:
-        prompts = [self.backend.render(self.shared + [{"role": "user", "content": e.input}],
-                                       add_generation_prompt=True) for e in examples]
+        demos = self.demos_for(examples) if self.demos_for else [[] for _ in examples]
+        prompts = [self.backend.render(self.shared + demo_messages(d) + _user(e.input), add_generation_prompt=True)
+                   for d, e in zip(demos, examples, strict=True)]
         outs = self.backend.generate(prompts, max_new_tokens=self.max_new_tokens,
                                      batch_size=self.batch_size, on_batch=on_batch)
-        return [Prediction(output=self.postprocess(text), prompt_tokens=self.backend.count_tokens(p),
-                           completion_tokens=n, trace=[{"raw": text}] if self.postprocess is not str.strip
-                           else None)
-                for p, (text, n) in zip(prompts, outs, strict=True)]
+        preds = []
+        for d, p, (text, n) in zip(demos, prompts, outs, strict=True):
+            trace = (_demo_trace(d) if self.demos_for else []) + \
+                ([{"raw": text}] if self.postprocess is not str.strip else [])
+            preds.append(Prediction(output=self.postprocess(text), prompt_tokens=self.backend.count_tokens(p),
+                                    completion_tokens=n, trace=trace or None))
+        return preds
 
 
-def prompt_predictor(backend, task: Task, shared: Messages, batch_size: int = 16,
-                     max_new_tokens: int = 64) -> Predictor:
-    """Label scoring when the task is classification and the backend gives log-probs; else generation."""
-    if task.is_classification and backend.capabilities.supports_logprobs:
-        return ScoringPredictor(backend, task, shared, batch_size=batch_size)
-    return GenerationPredictor(backend, shared, max_new_tokens=max_new_tokens, batch_size=batch_size)
+def prompt_predictor(backend, task: Task, shared: Messages, batch_size: int = 16, max_new_tokens: int = 64,
+                     calibrate: bool = False, demos_for: DemosFor | None = None) -> Predictor:
+    """Label scoring when the task is classification and the backend gives log-probs; else generation.
+    `calibrate` needs label scoring (see `can_calibrate`); `demos_for` picks demonstrations per example."""
+    if uses_scoring(backend, task):
+        return ScoringPredictor(backend, task, shared, batch_size=batch_size, calibrate=calibrate,
+                                demos_for=demos_for)
+    if calibrate:
+        raise ValueError("contextual calibration needs label scoring; check uses_scoring() first")
+    return GenerationPredictor(backend, shared, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                               demos_for=demos_for)
+
+
+def uses_scoring(backend, task: Task) -> bool:
+    return task.is_classification and backend.capabilities.supports_logprobs
+
+
+def check_calibrate(strategy_id: str, backend, task: Task) -> None:
+    """Contextual calibration rescales label probabilities: refuse it, in one line, where there are none."""
+    if not uses_scoring(backend, task):
+        why = "the task is generation" if not task.is_classification else \
+            f"'{backend.name}' gives no log-probabilities"
+        raise UserError(f"strategies.{strategy_id}.calibrate: contextual calibration needs label scoring "
+                        f"(a classification task on a backend with log-probabilities), but {why}; "
+                        "remove calibrate or set it to false")

@@ -6,7 +6,7 @@ from pydantic import Field
 
 from tunewise.registry import register
 from tunewise.strategies.base import Strategy, StrategyConfig
-from tunewise.strategies.prompting._common import prompt_predictor, system_prompt
+from tunewise.strategies.prompting._common import check_calibrate, prompt_predictor, system_prompt
 
 
 class ZeroShotConfig(StrategyConfig):
@@ -14,6 +14,9 @@ class ZeroShotConfig(StrategyConfig):
     role: str | None = Field(None, description="A role/system line put before the instruction, "
                              "e.g. 'You are a support-desk triage expert.'")
     max_new_tokens: int = Field(64, gt=0, description="Generation tasks: longest answer in tokens.")
+    calibrate: bool = Field(False, description="Contextual calibration (Zhao et al. 2021): divide out the label "
+                            "distribution the prompt gives content-free inputs ('N/A', '', '[MASK]'). "
+                            "Classification with label scoring only.")
 
 
 @register
@@ -24,5 +27,11 @@ class ZeroShot(Strategy):
     Config = ZeroShotConfig
 
     def fit(self, backend, task, ctx):
-        shared = [{"role": "system", "content": system_prompt(task, self.config.instruction, self.config.role)}]
-        return prompt_predictor(backend, task, shared, max_new_tokens=self.config.max_new_tokens)
+        c = self.config
+        if c.calibrate:
+            check_calibrate(c.id, backend, task)
+        shared = [{"role": "system", "content": system_prompt(task, c.instruction, c.role)}]
+        predictor = prompt_predictor(backend, task, shared, max_new_tokens=c.max_new_tokens, calibrate=c.calibrate)
+        if c.calibrate:
+            ctx.stats["calibration"] = predictor.calibration
+        return predictor

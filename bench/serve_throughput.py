@@ -1,0 +1,136 @@
+"""Serving throughput and latency of `tunewise serve` on the embedded SmolLM2, and generation speed of the
+local backend against a llama.cpp-class CPU engine.
+
+    .venv/bin/python bench/serve_throughput.py [--limit N] [--run RUN_FOLDER] [--levels 1,8,32] [--threads N]
+
+1. Builds a small run (zero-shot and few-shot on the demo task; skipped with --run), starts `tunewise serve`
+   on it as a real process, and at each level of concurrent clients sends `--limit` requests per level of
+   two kinds through the openai SDK: `classify` (chat on the zero-shot strategy: label scoring, batched by the
+   server) and `generate` (chat on the base model, 16 greedy tokens). Prints requests/s and latency
+   percentiles (p50/p95/p99), and how many requests the server's model thread ran per batch.
+2. Greedy generation tokens/s of tunewise's local backend (transformers) vs llama-cpp-python on the same
+   model's GGUF when `llama_cpp` is installed (it is not a dependency: it compiles for minutes); the
+   ratio says how far the local backend is from a dedicated CPU engine.
+
+Timings on a shared machine are noisy: compare ratios from one invocation, not numbers across days.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+
+def build_run(limit: int, output: str) -> Path:
+    from tunewise.config import parse_config
+    from tunewise.experiment import run_experiment
+
+    config = parse_config({"output_dir": output, "task": {"source": "demo", "max_test_examples": limit},
+                           "strategies": ["zero-shot", {"name": "few-shot", "k": 4}]}, "bench")
+    return run_experiment(config)
+
+
+def health(url: str) -> dict:
+    with urllib.request.urlopen(url.removesuffix("/v1") + "/health", timeout=30) as r:
+        return json.loads(r.read())
+
+
+def load_level(client, kind: str, inputs: list[str], clients: int, n: int, base: str) -> dict:
+    def one(i: int) -> float:
+        start = time.perf_counter()
+        messages = [{"role": "user", "content": inputs[i % len(inputs)]}]
+        if kind == "classify":
+            client.chat.completions.create(model="zero-shot", messages=messages)
+        else:
+            client.chat.completions.create(model=base, messages=messages, max_tokens=16, temperature=0)
+        return time.perf_counter() - start
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        latencies = list(pool.map(one, range(n)))
+    wall = time.perf_counter() - start
+    ms = np.array(latencies) * 1000
+    return {"kind": kind, "clients": clients, "requests": n, "rps": n / wall,
+            "p50": np.percentile(ms, 50), "p95": np.percentile(ms, 95), "p99": np.percentile(ms, 99)}
+
+
+def serving(run_dir: Path, limit: int, levels: list[int], threads: int | None) -> None:
+    import openai
+
+    from tunewise.serve.process import ServerProcess
+
+    inputs = [json.loads(line)["input"] for line in (run_dir / "predictions" / "zero-shot.jsonl").read_text()
+              .splitlines()]
+    with ServerProcess(run_dir, ["--threads", str(threads)] if threads else []) as server:
+        client = openai.OpenAI(base_url=server.url, api_key="unused", max_retries=0, timeout=600)
+        base = next(m.id for m in client.models.list() if m.model_extra["tunewise"]["kind"] == "base")
+        client.chat.completions.create(model="zero-shot", messages=[{"role": "user", "content": "warm up"}])
+        print(f"\n{'workload':<10}{'clients':>8}{'requests':>9}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}"
+              f"{'p99 ms':>9}{'per batch':>10}")
+        for kind in ("classify", "generate"):
+            for clients in levels:
+                before = health(server.url)
+                r = load_level(client, kind, inputs, clients, max(limit, clients), base)
+                after = health(server.url)
+                batches = max(after["model_batches"] - before["model_batches"], 1)
+                per_batch = (after["model_items"] - before["model_items"]) / batches
+                print(f"{r['kind']:<10}{r['clients']:>8}{r['requests']:>9}{r['rps']:>9.2f}{r['p50']:>9.0f}"
+                      f"{r['p95']:>9.0f}{r['p99']:>9.0f}{per_batch:>10.1f}")
+
+
+def generation_speed(limit: int) -> None:
+    from tunewise.backends import load_backend
+    from tunewise.backends.embedded import EMBEDDED, SMOLLM2, package_dir
+
+    prompts = [f"Write a short note about item {i}." for i in range(max(2, min(limit, 4)))]
+    backend = load_backend(SMOLLM2, "causal", "cpu")
+    rendered = [backend.render([{"role": "user", "content": p}], add_generation_prompt=True) for p in prompts]
+    backend.generate(rendered[:1], max_new_tokens=4)  # warm-up
+    start = time.perf_counter()
+    tokens = sum(n for _, n in backend.generate(rendered, max_new_tokens=64, batch_size=1))
+    local = tokens / (time.perf_counter() - start)
+    print(f"\ngeneration, greedy, batch 1, {len(prompts)} prompts x up to 64 tokens")
+    print(f"{'tunewise local backend (transformers, fp32)':<48}{local:>8.1f} tokens/s")
+    try:
+        import llama_cpp
+    except ImportError:
+        print(f"{'llama.cpp (llama-cpp-python)':<48}not installed: skipped")
+        return
+    module, gguf, pip_name = EMBEDDED[SMOLLM2]
+    llm = llama_cpp.Llama(str(package_dir(module, pip_name) / gguf), n_ctx=1024, verbose=False)
+    start, tokens = time.perf_counter(), 0
+    for p in prompts:
+        out = llm.create_chat_completion([{"role": "user", "content": p}], max_tokens=64, temperature=0)
+        tokens += out["usage"]["completion_tokens"]
+    engine = tokens / (time.perf_counter() - start)
+    print(f"{'llama.cpp (llama-cpp-python, Q4_1 GGUF)':<48}{engine:>8.1f} tokens/s")
+    print(f"{'ratio tunewise / llama.cpp':<48}{local / engine:>8.2f}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--limit", type=int, default=32, help="requests per concurrency level (and test examples "
+                    "of the run it builds)")
+    ap.add_argument("--levels", default="1,8,32", help="comma-separated numbers of concurrent clients")
+    ap.add_argument("--run", default=None, help="serve this run folder instead of building one")
+    ap.add_argument("--output", default="runs/bench")
+    ap.add_argument("--threads", type=int, default=None, help="CPU threads for the server and the local "
+                    "backend (default: torch's; 1 is faster on a busy shared machine)")
+    args = ap.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    run_dir = Path(args.run) if args.run else build_run(min(args.limit, 16), args.output)
+    serving(run_dir, args.limit, [int(x) for x in args.levels.split(",")], args.threads)
+    generation_speed(args.limit)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""`tunewise serve`: an OpenAI-compatible HTTP server over the strategies of one run (FastAPI + uvicorn).
+
+`build_app` rebuilds the run's predictors (`hub.ModelHub`), adds the files and fine-tuning jobs service
+(`jobs.JobService`, state under RUN/serve/ by default) and returns the app; `serve_run` runs it. The key
+(optional) is read from an environment variable and is never printed or written anywhere.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from pathlib import Path
+from typing import Any
+
+from tunewise.errors import UserError
+
+
+def read_api_key(env_var: str | None) -> str | None:
+    if not env_var:
+        return None
+    key = os.environ.get(env_var, "")
+    if not key:
+        raise UserError(f"--api-key-env {env_var}: that environment variable is not set or empty; export the key "
+                        "in it first")
+    return key
+
+
+def build_app(run_dir: str | Path, strategies: list[str] | None = None, api_key: str | None = None,
+              state_dir: str | Path | None = None, device: str = "auto", log=print) -> tuple[Any, Any, Any]:
+    """(app, hub, jobs) for a run folder; jobs is None when the base model is not a local one."""
+    from tunewise.serve.api import create_app
+    from tunewise.serve.hub import ModelHub
+    from tunewise.serve.jobs import JobService
+
+    hub = ModelHub(run_dir, strategies, device, log)
+    jobs = None
+    if hub.local:
+        jobs = JobService(Path(state_dir) if state_dir else Path(run_dir) / "serve", hub.private_backend(), hub.base_id,
+                          {hub.config.model}, on_model=hub.add_finetuned)
+    return create_app(hub, jobs, api_key), hub, jobs
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def serve_run(run_dir: str | Path, strategies: list[str] | None = None, host: str = "127.0.0.1", port: int = 8000,
+              api_key_env: str | None = None, state_dir: str | Path | None = None, device: str = "auto",
+              threads: int | None = None, log=print) -> None:
+    try:
+        import uvicorn
+    except ImportError:
+        raise UserError("tunewise serve needs FastAPI and uvicorn: pip install 'tunewise[serve]'") from None
+    api_key = read_api_key(api_key_env)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    if not _loopback(host) and api_key is None:
+        log(f"warning: serving on {host} without a key: anyone who can reach it can use it (see --api-key-env)")
+    app, hub, jobs = build_app(run_dir, strategies, api_key, state_dir, device, log)
+    names = ", ".join(hub.entries)
+    log(f"serving run {hub.run_id} at http://{host}:{port}/v1 (models: {names})"
+        + (f"; fine-tuning jobs train {hub.base_id}" if jobs else "")
+        + (f"; key required (from ${api_key_env})" if api_key else ""))
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)

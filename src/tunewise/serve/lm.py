@@ -1,0 +1,146 @@
+"""Raw language-model operations of the server on a local causal model: batched generation with
+per-token log-probabilities (top alternatives included), prompt log-probabilities (`echo`, so clients
+can score continuations as with vLLM), and token streaming."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+
+@dataclass(frozen=True)
+class Params:
+    """What decides a generation; requests with equal Params on one model are batched together."""
+
+    max_tokens: int = 16
+    temperature: float = 1.0
+    top_p: float = 1.0
+    stop: tuple[str, ...] = ()
+    n: int = 1
+    logprobs: int | None = None  # None: no log-probabilities; k: the k most likely alternatives too
+    seed: int | None = None
+
+
+@dataclass
+class Choice:
+    text: str
+    tokens: int
+    finish_reason: str
+    logprobs: list[dict[str, Any]] | None = None  # [{token, logprob, top: [(token, logprob), ...]}]
+
+
+def _eos_ids(backend) -> set[int]:
+    ids = backend.model.generation_config.eos_token_id if hasattr(backend.model, "generation_config") else None
+    out = set(ids if isinstance(ids, list) else [ids] if ids is not None else [])
+    for t in (backend.tokenizer.eos_token_id, backend.tokenizer.pad_token_id):
+        if t is not None:
+            out.add(t)
+    return out
+
+
+def _kwargs(backend, p: Params) -> dict[str, Any]:
+    tok = backend.tokenizer
+    sampling = p.temperature > 0
+    kw: dict[str, Any] = {"max_new_tokens": p.max_tokens, "pad_token_id": tok.pad_token_id,
+                          "do_sample": sampling}
+    if sampling:
+        kw.update(temperature=p.temperature, top_p=p.top_p, num_return_sequences=p.n)
+    stops = [s for s in p.stop if s]
+    if stops:
+        kw.update(stop_strings=stops, tokenizer=tok)
+    return kw
+
+
+def _top(logp: torch.Tensor, chosen: int, k: int, decode) -> dict[str, Any]:
+    entry = {"token": decode(chosen), "logprob": float(logp[chosen]), "top": []}
+    if k:
+        values, ids = torch.topk(logp, k)
+        entry["top"] = [(decode(int(i)), float(v)) for v, i in zip(values, ids, strict=True)]
+    return entry
+
+
+@torch.no_grad()
+def generate(backend, prompts: list[str], p: Params) -> list[list[Choice]]:
+    """p.n choices per prompt (greedy ones repeated); text cut at the first stop string."""
+    if p.max_tokens == 0:
+        return [[Choice("", 0, "length") for _ in range(p.n)] for _ in prompts]
+    tok, model = backend.tokenizer, backend.model
+    device = next(model.parameters()).device
+    enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False, padding_side="left").to(device)
+    if p.seed is not None:
+        torch.manual_seed(p.seed)
+    out = model.generate(**enc, **_kwargs(backend, p), output_logits=p.logprobs is not None,
+                         return_dict_in_generate=True)
+    rows = out.sequences[:, enc["input_ids"].shape[1]:]
+    per_prompt = p.n if p.temperature > 0 else 1
+    eos = _eos_ids(backend)
+
+    def decode(i: int) -> str:
+        return tok.decode([i], skip_special_tokens=False)
+
+    results = []
+    for i in range(len(prompts)):
+        choices = []
+        for r in range(i * per_prompt, (i + 1) * per_prompt):
+            ids = [int(t) for t in rows[r]]
+            end = next((j for j, t in enumerate(ids) if t in eos), None)
+            kept = ids[:end] if end is not None else ids
+            text = tok.decode(kept, skip_special_tokens=True)
+            cut = min([text.find(s) for s in p.stop if s and s in text], default=-1)
+            finish = "stop" if end is not None or cut >= 0 else ("length" if len(ids) >= p.max_tokens else "stop")
+            text = text[:cut] if cut >= 0 else text
+            logprobs = None
+            if p.logprobs is not None:
+                logprobs, used = [], 0
+                steps = kept if kept else ids[:1]  # a reply that ends at once still shows its alternatives
+                for t, token in enumerate(steps):
+                    if kept and used >= len(text):
+                        break
+                    logp = torch.log_softmax(out.logits[t][r].float(), dim=-1)
+                    logprobs.append(_top(logp, token, p.logprobs, decode))
+                    used += len(logprobs[-1]["token"])
+            choices.append(Choice(text, len(kept), finish, logprobs))
+        results.append(choices * (p.n // per_prompt))
+    return results
+
+
+@torch.no_grad()
+def prompt_logprobs(backend, prompt: str, k: int) -> dict[str, Any]:
+    """Legacy-completions logprobs of the prompt itself: tokens, token_logprobs (None for the first),
+    top_logprobs and character text_offset, as OpenAI's `echo` returns them."""
+    tok, model = backend.tokenizer, backend.model
+    enc = tok(prompt, add_special_tokens=False, return_offsets_mapping=True)
+    ids, spans = enc["input_ids"], enc["offset_mapping"]
+    if not ids:
+        return {"tokens": [], "token_logprobs": [], "top_logprobs": [], "text_offset": []}
+    device = next(model.parameters()).device
+    logits = model(input_ids=torch.tensor([ids], device=device)).logits[0].float()
+    logp = torch.log_softmax(logits, dim=-1)
+    tokens = [prompt[s:e] for s, e in spans]
+    out = {"tokens": tokens, "token_logprobs": [None], "top_logprobs": [None], "text_offset": [s for s, _ in spans]}
+    for i in range(1, len(ids)):
+        out["token_logprobs"].append(float(logp[i - 1, ids[i]]))
+        if k:
+            values, top = torch.topk(logp[i - 1], k)
+            out["top_logprobs"].append({tok.decode([int(t)]): float(v) for v, t in zip(values, top, strict=True)})
+        else:
+            out["top_logprobs"].append(None)
+    return out
+
+
+@torch.no_grad()
+def stream(backend, prompt: str, p: Params, streamer) -> int:
+    """Generate into a transformers TextStreamer (read by the HTTP response); returns completion tokens."""
+    tok, model = backend.tokenizer, backend.model
+    device = next(model.parameters()).device
+    enc = tok([prompt], return_tensors="pt", add_special_tokens=False).to(device)
+    if p.seed is not None:
+        torch.manual_seed(p.seed)
+    kw = _kwargs(backend, Params(p.max_tokens, p.temperature, p.top_p, p.stop, 1, None, p.seed))
+    out = model.generate(**enc, **kw, streamer=streamer)
+    new = [int(t) for t in out[0, enc["input_ids"].shape[1]:]]
+    eos = _eos_ids(backend)
+    return next((j for j, t in enumerate(new) if t in eos), len(new))
+

@@ -1,0 +1,88 @@
+"""What the agent strategies share: common options, the task message, and the predictor that runs one
+team per example and turns the conversation into a scored `Prediction`.
+
+Accounting: `prompt_tokens`/`completion_tokens` are the sums over every model call of every agent
+(speaker selection included); the trace has one entry per message (agent, kind, content, tokens), so
+the entries add up to the totals, and a last `answer` entry with the extraction (`failed: true` when no
+answer could be read; the output is then "" and scored wrong) and the number of agent turns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from tunewise.agents.team import TeamSpec, run_teams
+from tunewise.data import Example, Task
+from tunewise.strategies.base import Prediction, Predictor, StrategyConfig
+from tunewise.strategies.prompting._extract import extraction_step, extractor_for
+
+Build = Callable[[Example], tuple[TeamSpec, str]]
+
+
+class AgentConfig(StrategyConfig):
+    max_new_tokens: int = Field(128, gt=0, le=4096, description="Longest message of any agent, in tokens "
+                                "(bounds every model call).")
+    max_team_tokens: int | None = Field(None, gt=0, description="Stop a team once its messages used this many "
+                                        "tokens (prompt + completion), on top of the message cap.")
+    concurrency: int = Field(8, ge=1, le=64, description="Examples whose teams run at once; their model calls "
+                             "are batched into one forward pass.")
+    human_turns: list[Annotated[int, Field(ge=1, le=1000)]] = Field(
+        default_factory=list, max_length=32, description="Agent-message numbers after which a person approves "
+        "(Enter) or edits in the terminal, e.g. [1]; skipped with a note in the trace when the run is not "
+        "interactive (stdin not a terminal, or CI set), so it never waits.")
+    answer: Literal["auto", "number", "text"] = Field(
+        "auto", description="Generation tasks: read the answer as a number (maths) or text; auto picks number "
+        "when every training target is a number. Classification maps the answer to the closest label.")
+
+
+def fill(template: str, task: Task) -> str:
+    """`{instruction}` and `{labels}` in a role's system message (plain replacement: no format language)."""
+    labels = ", ".join(task.labels)
+    return template.replace("{instruction}", task.instruction).replace("{labels}", labels).strip()
+
+
+def task_message(task: Task, example: Example, marker: str = "Answer") -> str:
+    """The message that starts every team: the input, then the question and the answer format (small models
+    follow a format stated at the end of the user message far more often than one in a system message)."""
+    if task.is_classification:
+        return (f"Input: {example.input}\n\nWhich one fits best? Choose one of: {', '.join(task.labels)}.\n"
+                f"Reply as '{marker}: <label>'.")
+    return f"Input: {example.input}\n\n{task.instruction}\nEnd with '{marker}: <answer>' on its own last line."
+
+
+class TeamPredictor(Predictor):
+    """One team per example (up to `concurrency` at once); the answer is read from `answer_from`'s last
+    message (a person's edit wins), or the last agent message."""
+
+    def __init__(self, backend, task: Task, build: Build, concurrency: int, answer: str = "auto",
+                 answer_from: Sequence[str] | None = None):
+        self.backend, self.task, self.build = backend, task, build
+        self.model = getattr(backend, "model", None)
+        self.concurrency, self.answer_from = concurrency, answer_from
+        self.extract = extractor_for(task, answer)
+
+    def predict(self, examples: Sequence[Example], on_batch: Callable[[int], None] | None = None
+                ) -> list[Prediction]:
+        if not examples:
+            return []
+        runs = run_teams(self.backend, [self.build(e) for e in examples], concurrency=self.concurrency,
+                         on_done=on_batch)
+        preds = []
+        for run in runs:
+            raw = run.final_text(self.answer_from)
+            extracted = self.extract(raw) if raw.strip() else None
+            final = {"step": "answer", "agent": "tunewise", "kind": "answer", "content": extracted or "",
+                     "tokens": {"prompt": 0, "completion": 0}, "turns": len(run.agent_messages),
+                     "stop_reason": run.stop_reason, **extraction_step(raw, extracted)}
+            preds.append(Prediction(output=extracted or "", prompt_tokens=run.prompt_tokens,
+                                    completion_tokens=run.completion_tokens, trace=run.trace() + [final]))
+        return preds
+
+
+def team_stats(spec: TeamSpec) -> dict:
+    return {"agents": [r.name for r in spec.roles], "mode": spec.mode, "max_messages": spec.max_messages,
+            "stop_text": spec.stop_text, "max_new_tokens": spec.max_new_tokens,
+            "tools": sorted({t.__name__ for r in spec.roles for t in r.tools}), "human_turns": list(spec.human_turns)}

@@ -1,0 +1,134 @@
+"""What every PEFT strategy (lora, ia3, prefix-tuning, prompt-tuning, p-tuning) shares.
+
+A strategy subclasses `PeftStrategy` and only says how to build its `peft` config; this file creates the
+PeftModel over a fresh copy of the base weights (turning peft's rejections into one-line UserErrors that
+name the option), trains it with the answer-only loss, saves the adapter in PEFT format, optionally
+exports a merged full model, measures forgetting, reloads the adapter for `--resume`, and picks the
+model predictions run on: adapter methods score through the PeftModel itself; prompt-learning methods
+through `_virtual.VirtualTokensLM`, because PeftModel's own forward cannot take the scorer's cache,
+positions and 4D masks.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import Field
+
+from tunewise.errors import UserError
+from tunewise.strategies.base import Strategy
+from tunewise.strategies.finetuning._causal import CausalTrainConfig, finish_causal_fit
+from tunewise.strategies.finetuning._lm_fit import dir_mb, lm_predictor, save_causal, train_causal
+from tunewise.strategies.finetuning._train import seed_everything
+
+ADAPTER = "adapter"
+MERGED = "merged"
+
+
+class VirtualTokensConfig(CausalTrainConfig):
+    """Options of the prompt-learning methods, which prepend trained virtual tokens to every input."""
+
+    num_virtual_tokens: int = Field(20, gt=0, le=1024, description="Trained virtual tokens prepended to "
+                                    "every input (more: more capacity, longer sequences).")
+
+
+def check_target_modules(value: list[str] | str | None) -> list[str] | str | None:
+    """Reject an empty list or blank names at config time (peft's own message would not name the option)."""
+    if isinstance(value, list) and (not value or any(not str(v).strip() for v in value)):
+        raise ValueError("give at least one module name (e.g. [q_proj, v_proj]) or 'all-linear'")
+    if isinstance(value, str) and not value.strip():
+        raise ValueError("give 'all-linear' or a list of module names")
+    return value
+
+
+class PeftStrategy(Strategy):
+    """A PEFT method on the causal LM; subclasses implement `peft_config()` and may `initialise()`."""
+
+    family = "finetuning"
+    needs = ("can_train",)
+    # Options named in a UserError when peft rejects the config; the first is blamed when none matches.
+    options: ClassVar[tuple[str, ...]] = ()
+    can_merge: ClassVar[bool] = False  # whether merge_and_unload() exists for the method
+
+    def peft_config(self, backend, task):
+        """The `peft` config object for this strategy's options."""
+        raise NotImplementedError
+
+    def initialise(self, model, backend, task) -> None:
+        """Hook run on the new PeftModel before training (e.g. a soft prompt initialised from text)."""
+
+    def fit(self, backend, task, ctx):
+        cfg = self.config
+        seed_everything(ctx.seed)
+        model = create_peft_model(backend.fresh_model(), lambda: self.peft_config(backend, task), cfg.id,
+                                  self.options)
+        self.initialise(model, backend, task)
+        train_causal(model, backend, task, ctx, cfg)
+        scoring = scoring_model(model)
+        finish_causal_fit(backend, scoring, task, ctx, cfg)  # forgetting score, when on
+        path = ctx.artifact_dir / ADAPTER
+        model.save_pretrained(path)
+        ctx.stats["adapter_mb"] = dir_mb(path)
+        if self.can_merge and getattr(cfg, "merge", False):
+            export_merged(backend, path, ctx)
+        return lm_predictor(backend, task, scoring)
+
+    def load(self, backend, task, ctx):
+        model = load_adapter(backend, ctx.artifact_dir / ADAPTER)
+        return None if model is None else peft_predictor(backend, task, model)
+
+
+def create_peft_model(base, make_config, strategy_id: str, options: tuple[str, ...]):
+    """get_peft_model(base, make_config()), with peft's ValueErrors as one-line UserErrors naming the option."""
+    from peft import get_peft_model
+
+    try:
+        return get_peft_model(base, make_config())
+    except ValueError as err:
+        raise bad_option(strategy_id, options, err) from None
+
+
+def bad_option(strategy_id: str, options: tuple[str, ...], err: Exception) -> UserError:
+    message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    lowered = message.lower()
+    blamed = next((o for o in options if o in lowered or o.replace("_", " ") in lowered),
+                  options[0] if options else None)
+    where = f"strategies.{strategy_id}" + (f".{blamed}" if blamed else "")
+    return UserError(f"{where}: {message}")
+
+
+def load_adapter(backend, path):
+    """The saved adapter over a fresh copy of the base weights; None when nothing was saved (resume)."""
+    from peft import PeftModel
+
+    if not (path / "adapter_config.json").is_file():
+        return None
+    return PeftModel.from_pretrained(backend.fresh_model(), path).eval()
+
+
+def scoring_model(model):
+    """What predictions and probes run on: the PeftModel itself, or for prompt-learning methods the
+    `VirtualTokensLM` over it (PeftModel's forward cannot take the scorer's cache, positions, 4D masks)."""
+    if model.active_peft_config.is_prompt_learning:
+        from tunewise.strategies.finetuning._virtual import VirtualTokensLM
+
+        return VirtualTokensLM(model).eval()
+    return model
+
+
+def peft_predictor(backend, task, model):
+    """The label-scoring (or generating) predictor over a PeftModel."""
+    return lm_predictor(backend, task, scoring_model(model))
+
+
+def export_merged(backend, adapter_path, ctx) -> None:
+    """Also save base + adapter merged into one plain model (no peft needed to serve it).
+
+    The merge runs on a reloaded copy: merge_and_unload() rewrites the model in place, and the trained
+    PeftModel must stay as it is for the predictor (and for callers that inspect it).
+    """
+    merged = load_adapter(backend, adapter_path).merge_and_unload()
+    path = ctx.artifact_dir / MERGED
+    save_causal(merged, backend, path)
+    ctx.stats["merged_mb"] = dir_mb(path)
+

@@ -1,0 +1,71 @@
+"""adapters: bottleneck adapters (Houlsby/Pfeiffer) between the layers of a frozen causal LM.
+
+Small residual down-up projections after each layer's output projections learn the task while every
+base weight stays frozen; answer-only loss as for LoRA. See `_bottleneck.py` for why this is not the
+`adapters` library.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from tunewise.errors import UserError
+from tunewise.registry import register
+from tunewise.strategies.base import Strategy
+from tunewise.strategies.finetuning import _bottleneck, _causal
+from tunewise.strategies.finetuning._causal import CausalTrainConfig
+from tunewise.strategies.finetuning._train import seed_everything, train
+from tunewise.strategies.prompting._common import prompt_predictor
+
+
+class AdaptersConfig(CausalTrainConfig):
+    placement: Literal["pfeiffer", "houlsby"] = Field(
+        "pfeiffer", description="pfeiffer: one adapter after each MLP; houlsby: after attention and MLP "
+        "(twice the parameters).")
+    reduction_factor: int = Field(16, gt=0, description="Bottleneck width = hidden size / reduction_factor.")
+    activation: Literal["relu", "gelu", "silu", "tanh"] = Field("relu", description="Bottleneck non-linearity.")
+    scale: float = Field(1.0, gt=0, description="Multiplier on the adapter's output before the residual add.")
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout inside the bottleneck.")
+    target_modules: list[str] | None = Field(
+        None, description="Output projections to adapt, as module-name suffixes (e.g. [mlp.down_proj]); "
+        "null picks them from `placement`.")
+
+
+@register
+class Adapters(Strategy):
+    name = "adapters"
+    family = "finetuning"
+    needs = ("can_train",)
+    summary = "Bottleneck adapters (Pfeiffer/Houlsby) between frozen causal-LM layers; answer-only loss."
+    Config = AdaptersConfig
+
+    def _settings(self) -> dict:
+        c = self.config
+        return {"placement": c.placement, "reduction_factor": c.reduction_factor, "activation": c.activation,
+                "scale": c.scale, "dropout": c.dropout, "target_modules": c.target_modules}
+
+    def fit(self, backend, task, ctx):
+        c = self.config
+        seed_everything(ctx.seed)
+        model = backend.fresh_model()
+        try:
+            adapted = _bottleneck.add_bottlenecks(model, **self._settings())
+        except UserError as err:
+            raise UserError(f"strategies.{c.id}.target_modules: {err}") from None
+        ctx.stats["adapted_modules"] = len(adapted)
+        train_rows = _causal.encode_examples(
+            backend, task, _causal.training_split(task, c.max_train_examples, ctx.seed), c.max_length)
+        eval_rows = _causal.encode_examples(backend, task, task.validation, c.max_length)
+        train(model, train_rows, eval_rows, _causal.collator(backend), c, ctx, label=c.id)
+        _bottleneck.save_bottlenecks(model, ctx.artifact_dir / "adapters", self._settings())
+        _causal.finish_causal_fit(backend, model, task, ctx, c)
+        return self._predictor(backend, task, model)
+
+    def load(self, backend, task, ctx):
+        model = _bottleneck.load_bottlenecks(backend.fresh_model(), ctx.artifact_dir / "adapters")
+        return None if model is None else self._predictor(backend, task, model)
+
+    def _predictor(self, backend, task, model):
+        return prompt_predictor(backend.with_model(model), task, _causal.shared_messages(task))

@@ -1,0 +1,121 @@
+"""sft: instruction tuning of a causal LM on instruction/response pairs, loss on the response only.
+
+Each example becomes one chat turn (`input` as the user's instruction, `target` as the assistant's
+response) rendered with the model's own chat template; the prompt tokens are masked out of the loss by
+`_causal.encode_examples`. LoRA (PEFT) by default, or every weight with `method: full`.
+
+TRL's SFTTrainer installs next to transformers 5 (trl 1.16) but is not used: its completion-only loss is
+what `_causal.py` already does, `assistant_only_loss` needs `{% generation %}` markers that SmolLM2's
+template lacks, and packing is only exact with flash-attention (GPU); it would also bypass `_train.train()`
+(early stopping, progress, NaN guard, loss curves) with its own dataset pipeline for no gain here.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from tunewise.errors import UserError
+from tunewise.registry import register
+from tunewise.strategies.base import Strategy
+from tunewise.strategies.finetuning import _causal
+from tunewise.strategies.finetuning._causal import CausalTrainConfig
+from tunewise.strategies.finetuning._train import seed_everything, train
+from tunewise.strategies.prompting._common import prompt_predictor
+
+DEFAULT_LR = {"lora": 2e-4, "full": 2e-5}  # full fine-tuning moves every weight: ten times gentler
+
+
+class SftConfig(CausalTrainConfig):
+    method: Literal["lora", "full"] = Field("lora", description="lora: PEFT low-rank adapters (small "
+                                           "artifact); full: every weight trains (a full model copy).")
+    learning_rate: float | None = Field(None, gt=0, description="Peak learning rate; null picks 2e-4 for "
+                                        "lora and 2e-5 for full.")
+    max_length: int = Field(512, gt=8, description="Longest instruction+response in tokens (instructions "
+                            "are cut from the left, never the response).")
+    system: Literal["task", "none"] = Field("task", description="task: the task's instruction as the system "
+                                            "message; none: the user turn alone (the template's default).")
+    rank: int = Field(16, gt=0, description="method lora: rank r of each adapter.")
+    alpha: int = Field(32, gt=0, description="method lora: scaling alpha (update scaled by alpha/r).")
+    lora_dropout: float = Field(0.05, ge=0, lt=1, description="method lora: dropout on the adapter input.")
+    target_modules: list[str] | str = Field(
+        "all-linear", description="method lora: modules that get adapters ('all-linear' or names).")
+    max_new_tokens: int = Field(256, gt=0, description="Generation tasks: longest response in tokens.")
+
+    @model_validator(mode="after")
+    def _finite(self) -> SftConfig:  # replaces TrainConfig's check, which needs a number
+        if self.learning_rate is not None and not math.isfinite(self.learning_rate):
+            raise ValueError("learning_rate must be a finite number")
+        return self
+
+    def resolved(self) -> SftConfig:
+        """A copy with the learning rate filled in, as `train()` needs it."""
+        lr = self.learning_rate or DEFAULT_LR[self.method]
+        return self.model_copy(update={"learning_rate": lr})
+
+
+@register
+class Sft(Strategy):
+    name = "sft"
+    family = "finetuning"
+    needs = ("can_train",)
+    summary = "Instruction tuning with the chat template, loss on the response only; LoRA or full weights."
+    Config = SftConfig
+
+    def _shared(self, task):
+        return _causal.shared_messages(task) if self.config.system == "task" else []
+
+    def _model(self, backend):
+        c = self.config
+        model = backend.fresh_model()
+        if c.method == "full":
+            return model
+        from peft import LoraConfig, get_peft_model
+
+        peft_cfg = LoraConfig(task_type="CAUSAL_LM", r=c.rank, lora_alpha=c.alpha, lora_dropout=c.lora_dropout,
+                              target_modules=c.target_modules)
+        try:
+            return get_peft_model(model, peft_cfg)
+        except ValueError as err:
+            raise UserError(f"strategies.{c.id}.target_modules: {str(err).splitlines()[0]}") from None
+
+    def fit(self, backend, task, ctx):
+        c = self.config.resolved()
+        seed_everything(ctx.seed)
+        model = self._model(backend)
+        shared = self._shared(task)
+        train_rows = _causal.encode_examples(
+            backend, task, _causal.training_split(task, c.max_train_examples, ctx.seed), c.max_length, shared)
+        eval_rows = _causal.encode_examples(backend, task, task.validation, c.max_length, shared)
+        ctx.stats["response_tokens"] = sum(sum(t != _causal.IGNORE for t in r["labels"]) for r in train_rows)
+        train(model, train_rows, eval_rows, _causal.collator(backend), c, ctx, label=c.id)
+        if c.method == "full":
+            model.save_pretrained(ctx.artifact_dir / "model")
+            backend.tokenizer.save_pretrained(ctx.artifact_dir / "model")
+        else:
+            model.save_pretrained(ctx.artifact_dir / "adapter")
+        _causal.finish_causal_fit(backend, model, task, ctx, c)
+        return self._predictor(backend, task, model)
+
+    def load(self, backend, task, ctx):
+        if self.config.method == "full":
+            from transformers import AutoModelForCausalLM
+
+            path = ctx.artifact_dir / "model"
+            if not (path / "config.json").is_file():
+                return None
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=backend.dtype).to(backend.device)
+        else:
+            from peft import PeftModel
+
+            path = ctx.artifact_dir / "adapter"
+            if not (path / "adapter_config.json").is_file():
+                return None
+            model = PeftModel.from_pretrained(backend.fresh_model(), path)
+        return self._predictor(backend, task, model.eval())
+
+    def _predictor(self, backend, task, model):
+        return prompt_predictor(backend.with_model(model), task, self._shared(task),
+                                max_new_tokens=self.config.max_new_tokens)
