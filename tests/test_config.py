@@ -84,8 +84,8 @@ def test_unknown_strategy_name():
 
 
 def test_unknown_strategy_name_in_mapping():
-    message = config_error({"strategies": [{"name": "prompt-tuning", "lr": 1}]})
-    assert message.startswith("exp.yaml: strategies[0].name: unknown strategy 'prompt-tuning'")
+    message = config_error({"strategies": [{"name": "prompt-engineering-magic", "lr": 1}]})
+    assert message.startswith("exp.yaml: strategies[0].name: unknown strategy 'prompt-engineering-magic'")
 
 
 def test_strategy_mapping_without_name():

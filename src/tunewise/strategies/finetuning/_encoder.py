@@ -40,6 +40,8 @@ class EncoderPredictor(Predictor):
 
 
 def _rows(tokenizer, examples: list[Example], labels: list[str], max_length: int) -> list[dict]:
+    if not examples:  # e.g. a task without a validation split
+        return []
     index = {label: i for i, label in enumerate(labels)}
     enc = tokenizer([e.input for e in examples], truncation=True, max_length=max_length)
     return [{"input_ids": ids, "attention_mask": mask, "labels": index[e.target]}
