@@ -51,8 +51,9 @@ def make_run(root: Path, name: str = "20260101-000000-toy", n: int = 60, spec=SP
                 "train_seconds": 3600.0 if family == "finetuning" else 0.0, "train_tokens": 5000,
                 "prompt_tokens_per_example": 40, "completion_tokens_per_example": 2,
                 "seconds_per_example": 0.1 if family == "prompting" else 0.01, "peak_rss_mb": 500.0,
-                "artifact_mb": 2.0, "details": {"forgetting": {"ppl_before": 10.0, "ppl_after": 11.0,
-                                                               "ppl_change_pct": 10.0}} if family == "finetuning" else {}}
+                "artifact_mb": 2.0, "details": {}}
+        if family == "finetuning":
+            cost["details"]["forgetting"] = {"ppl_before": 10.0, "ppl_after": 11.0, "ppl_change_pct": 10.0}
         store.finish_result(name, sid, evaluate(task, examples, outputs, n_boot=50), cost, None)  # macro-F1 is slow
     for step in range(1, 11):
         store.log_train(name, "lora", {"step": step, "epoch": step / 5, "loss": 2.0 / step})

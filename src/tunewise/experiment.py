@@ -20,6 +20,7 @@ from tunewise.progress import console, make_progress
 from tunewise.registry import get_strategy
 from tunewise.store import Store
 from tunewise.strategies.base import FitContext
+from tunewise.strategies.prompting._extract import extraction_summary
 
 DB_NAME = "tunewise.db"
 CHUNK = 64  # examples per predict() call: a progress tick and a durable commit each
@@ -149,6 +150,7 @@ def _run_strategy(strategy, backend, task: Task, config: ExperimentConfig, store
         outputs = [by_id[e.id]["output"] for e in task.test]
         metrics = evaluate(task, task.test, outputs, seed=config.seed)
         cost = _cost(ctx.stats, rows, backend, mem.peak_mb, art)
+        cost["details"].update(extraction_summary(r["trace"] for r in rows))  # reasoning strategies only
         store.finish_result(run_id, sid, metrics, cost, str(art))
         primary = metrics[metrics["primary"]]
         console.print(f"[green]done[/] {sid}: {metrics['primary']} {primary['value']:.3f} "
