@@ -71,10 +71,16 @@ def run(
     output: Annotated[str | None, typer.Option(help="Folder for run folders (default: runs).")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or mps.")] = None,
     resume: Annotated[Path | None, typer.Option(help="Finish an interrupted run folder.")] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Agree to paid steps (provider fine-tuning) "
+                                      "without asking.")] = False,
 ):
     """Run every strategy on the task, score them on the same test split, print the leaderboard."""
+    import os
+
     from tunewise.experiment import run_experiment
 
+    if yes:
+        os.environ["TUNEWISE_YES"] = "1"
     if resume is not None:
         if any(v is not None for v in (config, task, model, encoder, strategies, limit, seed, output, device)):
             raise UserError("--resume continues a run with its own saved config; give no other options")

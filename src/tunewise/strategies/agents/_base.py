@@ -50,7 +50,8 @@ def task_message(task: Task, example: Example, marker: str = "Answer") -> str:
     if task.is_classification:
         return (f"Input: {example.input}\n\nWhich one fits best? Choose one of: {', '.join(task.labels)}.\n"
                 f"Reply as '{marker}: <label>'.")
-    return f"Input: {example.input}\n\n{task.instruction}\nEnd with '{marker}: <answer>' on its own last line."
+    return (f"Input: {example.input}\n\n{task.instruction}\nWork it out step by step, then end with "
+            f"'{marker}: <answer>' on its own last line.")
 
 
 class TeamPredictor(Predictor):
