@@ -26,6 +26,8 @@ demo: setup
 	$(BIN)/tunewise run
 
 test: setup
+	@# Debian's Chromium for the report's browser test (skipped, with a reason, where it cannot be installed).
+	@sh tests/browser_setup.sh
 	$(BIN)/python -m pytest -q
 
 lint: setup

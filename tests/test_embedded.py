@@ -10,7 +10,7 @@ from tunewise.backends.embedded import MINILM, SMOLLM2, cache_root
 from tunewise.backends.scoring import score_continuations_naive
 from tunewise.config import TaskConfig
 from tunewise.data import load_task
-from tunewise.registry import strategy_config, strategies
+from tunewise.registry import strategies, strategy_config
 from tunewise.strategies.base import FitContext
 
 pytestmark = pytest.mark.slow

@@ -117,4 +117,4 @@ def curve(a: Analysis) -> str | None:
     x = axis_for(sizes, log=hi_x / max(lo_x, 1) > 8, pad=0.05)
     y = axis_for(values, fmt=lambda v: f"{100 * v:g}%")
     return chart(series, x, y, "training examples" + (" (log scale)" if x.log else ""),
-                 f"{c.get('metric', a.metric)} (95% CI)", "Quality against training examples")
+                 f"{c.get('metric', a.metric)} (95% CI)", "Quality against training examples", width=800, height=380)
