@@ -55,7 +55,8 @@ def test_run_end_to_end_and_show(tmp_path, sentiment_csv, tiny_causal, tiny_enco
             assert cost["trainable_params"] == 0
     assert (run_dir / "strategies" / "lora" / "adapter" / "adapter_config.json").is_file()
     assert (run_dir / "strategies" / "full-finetune" / "model" / "config.json").is_file()
-    for word in ("lora", "head-only", "accuracy", "latency (ms/example)", "peak RSS (MiB)", "prompt tokens/example", "trainable params"):
+    for word in ("lora", "head-only", "accuracy", "latency (ms/example)",
+                 "peak RSS (MiB)", "prompt tokens/example", "trainable params"):
         assert word in result.output
     shown = CliRunner().invoke(app, ["show", str(run_dir)])
     assert shown.exit_code == 0 and "full-finetune" in shown.output and "%" in shown.output
