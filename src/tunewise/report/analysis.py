@@ -6,6 +6,7 @@ report, results.csv, `tunewise compare` and the MLflow export all render from.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,6 +100,11 @@ def _backend_model(result: dict[str, Any], config: dict[str, Any]) -> str | None
 
     cls = strategies().get(result["name"])
     kind = getattr(cls, "backend_kind", "causal")
+    cfg = next((c for c in config.get("strategies", []) if isinstance(c, dict) and c.get("id") == result["strategy"]),
+               None)
+    if cls is not None and cfg is not None:  # options such as full-finetune's `model` decide the backend
+        with contextlib.suppress(ValueError):
+            kind = cls(cls.Config.model_validate(cfg)).backend_kind
     return config.get("encoder") if kind == "encoder" else config.get("model")
 
 

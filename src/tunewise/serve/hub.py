@@ -78,7 +78,7 @@ class ModelHub:
         self.aliases: dict[str, str] = {}
         self.peft = None
         selected = self._select(strategies, results)
-        kinds = {self._cls(c).backend_kind for c in selected}
+        kinds = {self._cls(c)(c).backend_kind for c in selected}  # the instance: options may change it
         self.causal = self.encoder = None
         if "causal" in kinds or strategies is None:
             self.causal = load_backend(self.config.model, "causal", device)
@@ -128,10 +128,10 @@ class ModelHub:
         cls = self._cls(cfg)
         strategy = cls(cfg)
         art = self.run_dir / "strategies" / cfg.id
-        backend = self.causal if cls.backend_kind == "causal" else self.encoder
+        backend = self.causal if strategy.backend_kind == "causal" else self.encoder
         info = {"strategy": cfg.name, "family": cls.family, "task_kind": self.task.kind}
         labels = list(self.task.labels) if self.task.is_classification else []
-        if self.local and cls.backend_kind == "causal" and _is_lora(art / "adapter"):
+        if self.local and strategy.backend_kind == "causal" and _is_lora(art / "adapter"):
             name = self._attach(cfg.id, art / "adapter")
             from tunewise.strategies.finetuning._peft import peft_predictor
 
