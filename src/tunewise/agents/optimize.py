@@ -39,6 +39,12 @@ CRITIC = ("You are a critic. Read the evaluator's report of the assistant's fail
 _MARKER = re.compile(r"instruction\s*:\s*", re.IGNORECASE)
 
 
+def _unrepeated(text: str) -> str:
+    """Small models loop ("X. X. X."): keep each sentence once, in order."""
+    sentences = re.split(r"(?<=[.!?])\s+", text)
+    return " ".join(dict.fromkeys(s for s in sentences if s))
+
+
 class Evaluator:
     """The `evaluate_instruction` tool: validation accuracy and training-minibatch failures of a candidate."""
 
@@ -83,7 +89,7 @@ class Evaluator:
     def __call__(self, conversation: list[tuple[str, str]]) -> str:
         proposal = next((text for who, text in reversed(conversation) if who == "engineer"), "")
         found = _MARKER.split(proposal, maxsplit=1)
-        candidate = clean_instruction(found[-1], 400)
+        candidate = _unrepeated(clean_instruction(found[-1], 400))
         if len(candidate.split()) < 3:
             return "No instruction found: write one line starting with 'INSTRUCTION:'."
         if any(c["instruction"] == candidate for c in self.candidates):
