@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from tunewise.strategies.base import Strategy
 from tunewise.strategies.finetuning import _causal
 from tunewise.strategies.finetuning._train import train
 from tunewise.strategies.prompting._common import prompt_predictor
@@ -60,3 +61,17 @@ def model_defaults(data: Any, by_model: dict[str, dict[str, Any]], default_model
         chosen = by_model.get(str(data.get("model", default_model)), {})
         data = {**chosen, **data}
     return data
+
+
+class ModelOptionStrategy(Strategy):
+    """A strategy that trains either the encoder (default) or the causal LM, chosen by its `model` option:
+    the instance's backend kind and task kinds follow that option."""
+
+    backend_kind = "encoder"  # the class default; each instance follows its `model` option
+    task_kinds = ("classification",)
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.backend_kind = config.model
+        if config.model == "causal":
+            self.task_kinds = ("classification", "generation")

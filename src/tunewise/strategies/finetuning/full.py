@@ -13,10 +13,10 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from tunewise.registry import register
-from tunewise.strategies.base import Strategy
 from tunewise.strategies.finetuning._causal import CausalTrainConfig, finish_causal_fit
 from tunewise.strategies.finetuning._encoder import fit_classifier, load_classifier
 from tunewise.strategies.finetuning._lm_fit import (
+    ModelOptionStrategy,
     dir_mb,
     lm_predictor,
     load_causal,
@@ -52,20 +52,12 @@ class FullConfig(CausalTrainConfig):
 
 
 @register
-class FullFinetune(Strategy):
+class FullFinetune(ModelOptionStrategy):
     name = "full-finetune"
     family = "finetuning"
-    backend_kind = "encoder"  # the class default; each instance follows its `model` option
     needs = ("can_train",)
-    task_kinds = ("classification",)
     summary = "All weights: the encoder + a new classification head, or (model: causal) the causal LM."
     Config = FullConfig
-
-    def __init__(self, config: FullConfig):
-        super().__init__(config)
-        self.backend_kind = config.model
-        if config.model == "causal":
-            self.task_kinds = ("classification", "generation")
 
     def fit(self, backend, task, ctx):
         if self.config.model == "encoder":

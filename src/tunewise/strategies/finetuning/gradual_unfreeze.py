@@ -17,9 +17,9 @@ from pydantic import Field, field_validator, model_validator
 
 from tunewise.errors import UserError
 from tunewise.registry import register
-from tunewise.strategies.base import Strategy
 from tunewise.strategies.finetuning._causal import CausalTrainConfig, finish_causal_fit
 from tunewise.strategies.finetuning._lm_fit import (
+    ModelOptionStrategy,
     dir_mb,
     lm_predictor,
     load_causal,
@@ -121,20 +121,12 @@ def unfreezer(groups: list[tuple[str, list]], starts: list[float]):
 
 
 @register
-class GradualUnfreeze(Strategy):
+class GradualUnfreeze(ModelOptionStrategy):
     name = "gradual-unfreeze"
     family = "finetuning"
-    backend_kind = "encoder"  # the class default; each instance follows its `model` option
     needs = ("can_train",)
-    task_kinds = ("classification",)
     summary = "ULMFiT-style: train the head (or top layer) first, unfreeze one layer group per epoch downwards."
     Config = GradualUnfreezeConfig
-
-    def __init__(self, config: GradualUnfreezeConfig):
-        super().__init__(config)
-        self.backend_kind = config.model
-        if config.model == "causal":
-            self.task_kinds = ("classification", "generation")
 
     def fit(self, backend, task, ctx):
         cfg = self.config
