@@ -11,6 +11,12 @@ label set, then 8 balanced demonstrations from the training split as chat turns)
 - tunewise: `ScoringPredictor`, which runs the shared prefix once, reuses its KV cache, batches the
   examples' suffixes and scores every label's log-likelihood (no parsing, no failures).
 
+The two differ in accuracy as well as speed, because the naive way's answers often cannot be parsed.
+Two further checks make the comparison fair: a McNemar test on the paired outcomes says whether the
+accuracy difference is beyond noise, and on the first --exact-check examples the obvious way to score
+labels (one full forward per example and label, no cache, no packing) runs too: its predictions must
+agree with tunewise's (the speed-up is not bought with different answers) and its speed is printed.
+
 Examples: the whole demo set (all splits, 480 rows) minus the 8 demonstrations = 472, shuffled (seeded)
 and repeated from the start to reach --n (500: 28 examples appear twice). --limit keeps the first N.
 Throughput is printed as examples/s, tokens actually run through the model per second, and the FLOP/s
@@ -32,6 +38,7 @@ from tunewise.backends.embedded import SMOLLM2
 from tunewise.backends.hf_local import CausalLMBackend
 from tunewise.config import TaskConfig
 from tunewise.data import load_task
+from tunewise.evaluation.stats import mcnemar
 from tunewise.strategies.prompting._common import ScoringPredictor, demo_messages, system_prompt
 from tunewise.strategies.prompting.few_shot import select_demos
 
@@ -73,6 +80,27 @@ def naive(backend: CausalLMBackend, shared, examples, labels, max_new_tokens: in
     return outputs, processed
 
 
+@torch.no_grad()
+def naive_scoring(backend: CausalLMBackend, shared, examples, labels, continuations):
+    """Label log-likelihood the obvious way: for each example, every label's full prompt+label in one padded
+    batch, no KV cache reuse. Token ids are built exactly as tunewise builds them (prefix, suffix, label)."""
+    model, pad = backend.model, backend.tokenizer.pad_token_id or 0
+    outputs, processed = [], 0
+    conts = [backend.encode(c) for c in continuations]
+    for e in examples:
+        prefix, suffix = backend.split_prompt(shared, [{"role": "user", "content": e.input}])
+        head = backend.encode(prefix) + backend.encode(suffix)
+        rows = [head + c for c in conts]
+        width = max(map(len, rows))
+        ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows])
+        mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
+        logp = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits.float(), -1)
+        totals = [sum(float(logp[i, len(head) + j - 1, t]) for j, t in enumerate(c)) for i, c in enumerate(conts)]
+        outputs.append(labels[max(range(len(labels)), key=totals.__getitem__)])
+        processed += sum(map(len, rows))
+    return outputs, processed
+
+
 def scoring(backend: CausalLMBackend, task, shared, examples, batch_size: int):
     predictor = ScoringPredictor(backend, task, shared, batch_size=batch_size)
     preds = predictor.predict(examples)
@@ -81,7 +109,7 @@ def scoring(backend: CausalLMBackend, task, shared, examples, batch_size: int):
                         for e in examples)
     packed = sum(len(backend.encode(c)) - 1 for c in predictor.continuations)  # label tokens after the first
     processed = len(backend.encode(prefix)) + suffix_tokens + len(examples) * packed
-    return [p.output for p in preds], processed
+    return [p.output for p in preds], processed, predictor.continuations
 
 
 def examples_for(task, demos, n: int, seed: int):
@@ -111,6 +139,8 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=16, help="naive generation budget per example")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice; "
                     "1 can be faster on a machine busy with other work)")
+    ap.add_argument("--exact-check", type=int, default=40, help="also score the first N examples the obvious "
+                    "per-label way (no cache) and check its predictions equal tunewise's; 0 skips it")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     if args.threads:
@@ -138,11 +168,28 @@ def main() -> None:
     naive_out, naive_tokens = naive(backend, shared, examples, task.labels, args.max_new_tokens)
     naive_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    score_out, score_tokens = scoring(backend, task, shared, examples, args.batch_size)
+    score_out, score_tokens, continuations = scoring(backend, task, shared, examples, args.batch_size)
     score_s = time.perf_counter() - t0
     slow = report("naive", naive_s, naive_out, examples, naive_tokens, params, peak)
     fast = report("tunewise", score_s, score_out, examples, score_tokens, params, peak)
     print(f"ratio: tunewise ScoringPredictor is {fast / slow:.1f}x the naive examples/s")
+    right_naive = [o == e.target for o, e in zip(naive_out, examples, strict=True)]
+    right_fast = [o == e.target for o, e in zip(score_out, examples, strict=True)]
+    b = sum(x and not y for x, y in zip(right_fast, right_naive, strict=True))
+    c = sum(y and not x for x, y in zip(right_fast, right_naive, strict=True))
+    test = mcnemar(b, c)
+    verdict = "beyond noise" if test["pvalue"] < 0.05 else "within noise"
+    print(f"accuracy difference {100 * (sum(right_fast) - sum(right_naive)) / len(examples):+.1f} points "
+          f"(tunewise right/naive wrong {b}, the reverse {c}; {test['method']} p={test['pvalue']:.2g}: {verdict})")
+    if args.exact_check:
+        subset = examples[:args.exact_check]
+        t0 = time.perf_counter()
+        exact_out, exact_tokens = naive_scoring(backend, shared, subset, task.labels, continuations)
+        exact_s = time.perf_counter() - t0
+        exact = report("per-label", exact_s, exact_out, subset, exact_tokens, params, peak)
+        same = sum(a == b for a, b in zip(exact_out, score_out, strict=False))
+        print(f"per-label scoring without cache (first {len(subset)}): same prediction as tunewise on "
+              f"{same}/{len(subset)} examples; tunewise is {fast / exact:.1f}x its examples/s")
 
 
 if __name__ == "__main__":

@@ -47,6 +47,14 @@ def test_break_even_none_when_one_is_cheaper_at_every_volume():
     assert break_even(cost("a", 0.0, 0.5), cost("b", 0.0, 0.9)) is None
 
 
+def test_break_even_below_one_query_is_no_break_even():
+    # a costs $0.00005 more up front and saves $0.0001 per query: it is cheaper from the first query on.
+    a, b = cost("a", 0.00005, 0.4), cost("b", 0.0, 0.5)
+    assert break_even(a, b) is None
+    assert break_evens([a, b], among=["a", "b"]) == []
+    assert break_even(cost("a", 0.0002, 0.4), cost("b", 0.0, 0.5)) == pytest.approx(2)
+
+
 def test_monthly_cost_spreads_the_one_off():
     c = cost("lora", 12.0, 0.50)
     assert c.monthly(10_000, 12) == pytest.approx(10 * 0.50 + 1.0)

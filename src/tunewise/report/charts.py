@@ -16,6 +16,7 @@ PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#59a14f", "#b07aa1", "#76b7b2", "#e
            "#ff9da7", "#bab0ac"]
 ML, MR, MT, MB = 84, 24, 16, 48  # margins: left (tick labels and axis title), right, top, bottom
 LINE = 15  # height of a label line, in SVG units
+GAP = 6  # least space between two labels on one line, in SVG units
 
 
 def colors(names: Sequence[str]) -> dict[str, str]:
@@ -127,12 +128,13 @@ def chart(series: list[Series], x: Axis, y: Axis, xlabel: str, ylabel: str, titl
                    f'class="note">{escape(text)}</text>')
     for s in series:
         out.append(_series(s, px, py))
-    out.append(_labels([(px(a), py(b), text) for s in series for (a, b), text in zip(s.points, s.labels or [],
-                                                                                       strict=False)], width))
     for m in marks:
         out.append(f'<circle cx="{px(m.x):.1f}" cy="{py(m.y):.1f}" r="4" fill="none" stroke="{m.color}" '
-                   f'stroke-width="2"/><text x="{px(m.x) + 6:.1f}" y="{py(m.y) + 16:.1f}" class="note">'
-                   f'{escape(m.text)}</text>')
+                   f'stroke-width="2"/>')
+    # Point labels and mark labels are placed together so that none overlaps another.
+    out.append(_labels([(px(a), py(b), text, "label") for s in series
+                        for (a, b), text in zip(s.points, s.labels or [], strict=False)]
+                       + [(px(m.x), py(m.y) + 23, m.text, "note") for m in marks if m.text], width))
     if legend:
         out.append(_legend([s for s in series if s.name], width))
     out.append("</svg>")
@@ -158,21 +160,21 @@ def _series(s: Series, px, py) -> str:
     return "".join(g)
 
 
-def _labels(items: list[tuple[float, float, str]], width: int) -> str:
+def _labels(items: list[tuple[float, float, str, str]], width: int) -> str:
     """Point labels, each moved down a line while it would overlap one already placed (greedy, top first);
     labels near the right edge go to the left of their point."""
     placed: list[tuple[float, float, float]] = []  # x0, x1, y of placed labels
     out = []
-    for x, y, text in sorted(items, key=lambda t: (t[1], t[0])):
+    for x, y, text, cls in sorted(items, key=lambda t: (t[1], t[0])):
         w = 7.2 * len(text)
         left = x + 7 + w > width - MR
         x0 = x - 7 - w if left else x + 7
         ty = y - 7
-        while any(x0 < b1 and b0 < x0 + w and abs(ty - by) < LINE for b0, b1, by in placed):
+        while any(x0 - GAP < b1 and b0 < x0 + w + GAP and abs(ty - by) < LINE for b0, b1, by in placed):
             ty += LINE
         placed.append((x0, x0 + w, ty))
         anchor = ' text-anchor="end"' if left else ""
-        out.append(f'<text x="{x - 7 if left else x + 7:.1f}" y="{ty:.1f}" class="label"{anchor}>{escape(text)}</text>')
+        out.append(f'<text x="{x - 7 if left else x + 7:.1f}" y="{ty:.1f}" class="{cls}"{anchor}>{escape(text)}</text>')
     return "".join(out)
 
 

@@ -144,9 +144,10 @@ def pareto_front(costs: list[StrategyCost]) -> list[str]:
 
 def break_even(a: StrategyCost, b: StrategyCost) -> float | None:
     """Queries after which the strategy with the larger one-off cost becomes the cheaper one in total;
-    None when one of them is cheaper (or as cheap) at every volume."""
+    None when one of them is cheaper (or as cheap) at every volume, or from the first query on (a crossing
+    below one query is no break-even anyone can act on)."""
     d_up, d_q = a.one_off_usd - b.one_off_usd, b.per_query_usd - a.per_query_usd
-    if d_up == 0 or d_q == 0 or (d_up > 0) != (d_q > 0):
+    if d_up == 0 or d_q == 0 or (d_up > 0) != (d_q > 0) or d_up / d_q < 1:
         return None
     return d_up / d_q
 
