@@ -259,3 +259,27 @@ def test_absolute_paths_are_kept(tmp_path):
 def test_task_config_rejects_unknown_keys_directly():
     with pytest.raises(ValueError, match="nope"):
         TaskConfig(nope=1)
+
+
+def test_strategy_files_resolve_against_the_config_file(tmp_path, monkeypatch):
+    project = tmp_path / "project"
+    (project / "prompts").mkdir(parents=True)
+    (project / "prompts" / "user.j2").write_text("Message: {{ input }}", encoding="utf-8")
+    (project / "prompts" / "facts.j2").write_text("Facts of: {{ input }}", encoding="utf-8")
+    second = write_data(project / "data" / "general.csv")
+    config = project / "exp.yaml"
+    config.write_text(
+        "strategies:\n"
+        "  - name: template\n    user: prompts/user.j2\n    system: 'Inline {{ labels }} text.txt'\n"
+        "  - name: chain\n    steps:\n      - {name: facts, template: prompts/facts.j2}\n"
+        "      - {name: answer, template: '{{ facts }}', kind: answer}\n"
+        "  - name: lora\n    forgetting_task: data/general.csv\n", encoding="utf-8")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    template, chain, lora = load_config(config).strategies
+    assert Path(template.user) == (project / "prompts" / "user.j2").resolve()
+    assert template.system == "Inline {{ labels }} text.txt"  # not a file next to the config: left as written
+    assert Path(chain.steps[0].template) == (project / "prompts" / "facts.j2").resolve()
+    assert chain.steps[1].template == "{{ facts }}"
+    assert Path(lora.forgetting_task) == second.resolve()

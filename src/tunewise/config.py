@@ -232,6 +232,9 @@ def _resolve_relative_paths(data: dict[str, Any], base: Path) -> None:
     'hf:' names and the split names of an 'hf:' source are not paths."""
     from tunewise.data.builtin import BUILTIN
 
+    for strategy in data.get("strategies") or []:
+        if isinstance(strategy, dict):
+            _resolve_strategy_paths(strategy, base)
     task = data.get("task")
     if not isinstance(task, dict):
         return
@@ -245,6 +248,27 @@ def _resolve_relative_paths(data: dict[str, Any], base: Path) -> None:
             continue
         path = Path(value).expanduser()
         task[key] = str(path if path.is_absolute() else (base / path).resolve())
+
+
+# Strategy options whose value may name a file: templates (in chain steps too) and a second task.
+_FILE_SUFFIXES = (".j2", ".jinja", ".jinja2", ".txt", ".csv", ".tsv", ".jsonl", ".json", ".parquet")
+
+
+def _resolve_strategy_paths(node: Any, base: Path) -> Any:
+    """A strategy option that names a file relative to the config file (a template, a forgetting task) is made
+    absolute when that file exists next to the config; anything else (inline text, 'demo', a path relative to
+    the current folder) is left as written."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            node[key] = _resolve_strategy_paths(value, base)
+        return node
+    if isinstance(node, list):
+        return [_resolve_strategy_paths(v, base) for v in node]
+    if isinstance(node, str) and "\n" not in node and node.strip().lower().endswith(_FILE_SUFFIXES):
+        path = Path(node.strip()).expanduser()
+        if not path.is_absolute() and (base / path).is_file():
+            return str((base / path).resolve())
+    return node
 
 
 def dump_config(config: ExperimentConfig) -> str:

@@ -31,7 +31,8 @@ class CausalTrainConfig(TrainConfig):
     @field_validator("forgetting_task")
     @classmethod
     def _task_exists(cls, value: str | None) -> str | None:
-        # checked now, not after minutes of training; relative paths are relative to the working folder
+        # checked now, not after minutes of training; load_config has already made a path next to the
+        # config file absolute, so a relative path left here is relative to the working folder
         from tunewise.data.builtin import BUILTIN
 
         if value and value not in BUILTIN and not value.startswith("hf:") and not Path(value).expanduser().is_file():

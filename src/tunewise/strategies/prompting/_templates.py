@@ -111,8 +111,8 @@ def _describe(err: BaseException, variables: dict[str, Any]) -> str:
 
 def _read(path: Path, name: str) -> str:
     if not path.is_file():
-        raise UserError(f"template file {path} (for '{name}') not found; give an existing file (relative "
-                        "paths start at the current folder) or inline template text")
+        raise UserError(f"template file {path} (for '{name}') not found; give an existing file (a relative "
+                        "path starts at the config file's folder, else the current folder) or inline template text")
     try:
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
