@@ -188,3 +188,15 @@ def test_error_message_with_square_brackets_is_printed_verbatim(tmp_path):
     config.write_text("task:\n  train: train.csv\n  test: test.csv\n", encoding="utf-8")
     line = fails_cleanly(["validate", str(config)])
     assert "row 3: label '[/b]' does not occur in the training data (train labels: [b], [i])" in line
+
+
+def test_python_dash_m_runs_the_cli_with_its_exit_codes(tmp_path):
+    # `python -m tunewise` is what `accelerate launch -m tunewise run ...` starts in each process.
+    import subprocess
+    import sys
+
+    ok = subprocess.run([sys.executable, "-m", "tunewise", "strategies"], capture_output=True, text=True, check=False)
+    assert ok.returncode == 0 and "lora" in ok.stdout
+    bad = subprocess.run([sys.executable, "-m", "tunewise", "validate", str(tmp_path / "missing.yaml")],
+                         capture_output=True, text=True, check=False)
+    assert bad.returncode == 2 and "config file not found" in bad.stderr and "Traceback" not in bad.stderr
