@@ -39,7 +39,7 @@ class EncoderPredictor(Predictor):
         return preds
 
 
-def _rows(tokenizer, examples: list[Example], labels: list[str], max_length: int) -> list[dict]:
+def encode_rows(tokenizer, examples: list[Example], labels: list[str], max_length: int) -> list[dict]:
     if not examples:  # e.g. a task without a validation split
         return []
     index = {label: i for i, label in enumerate(labels)}
@@ -67,8 +67,9 @@ def fit_classifier(backend, task: Task, ctx: FitContext, cfg: TrainConfig, froze
     if frozen_body:
         freeze_body(model)
     tok = backend.tokenizer
-    train_rows = _rows(tok, training_split(task, cfg.max_train_examples, ctx.seed), task.labels, cfg.max_length)
-    eval_rows = _rows(tok, task.validation, task.labels, cfg.max_length)
+    train_split = training_split(task, cfg.max_train_examples, ctx.seed)
+    train_rows = encode_rows(tok, train_split, task.labels, cfg.max_length)
+    eval_rows = encode_rows(tok, task.validation, task.labels, cfg.max_length)
     train(model, train_rows, eval_rows, DataCollatorWithPadding(tok), cfg, ctx, label=cfg.id)
     model.save_pretrained(ctx.artifact_dir / "model")
     tok.save_pretrained(ctx.artifact_dir / "model")

@@ -20,7 +20,7 @@ from pydantic import Field, ValidationError, field_validator
 from tunewise.errors import UserError
 from tunewise.registry import register
 from tunewise.strategies.base import FitContext, Strategy
-from tunewise.strategies.finetuning._encoder import EncoderPredictor, _rows, load_classifier
+from tunewise.strategies.finetuning._encoder import EncoderPredictor, encode_rows, load_classifier
 from tunewise.strategies.finetuning._train import TrainConfig, seed_everything, train
 
 
@@ -164,13 +164,13 @@ class Distill(Strategy):
             backend, task, ctx, examples)
         gc.collect()  # the teacher's model is no longer referenced: free it before the student trains
         tok = backend.tokenizer
-        train_rows = [dict(r, soft_labels=s) for r, s in zip(_rows(tok, examples, task.labels, c.max_length),
+        train_rows = [dict(r, soft_labels=s) for r, s in zip(encode_rows(tok, examples, task.labels, c.max_length),
                                                              soft, strict=True) if s is not None]
         if not train_rows:
             raise UserError(f"strategies.{c.id}: the teacher gave no usable label for any training example; "
                             "pick a teacher that answers with the task's labels")
         eval_rows = [] if not task.validation else [  # val_soft labels the validation split when it exists
-            dict(r, soft_labels=s) for r, s in zip(_rows(tok, task.validation, task.labels, c.max_length),
+            dict(r, soft_labels=s) for r, s in zip(encode_rows(tok, task.validation, task.labels, c.max_length),
                                                    val_soft, strict=True) if s is not None]
         model = backend.classifier(task.labels)
         if c.freeze_body:

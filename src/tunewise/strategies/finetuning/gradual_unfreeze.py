@@ -155,11 +155,12 @@ class GradualUnfreeze(ModelOptionStrategy):
         from transformers import DataCollatorWithPadding
 
         from tunewise.strategies.finetuning._causal import training_split
-        from tunewise.strategies.finetuning._encoder import EncoderPredictor, _rows
+        from tunewise.strategies.finetuning._encoder import EncoderPredictor, encode_rows
 
         cfg, tok = self.config, backend.tokenizer
-        train_rows = _rows(tok, training_split(task, cfg.max_train_examples, ctx.seed), task.labels, cfg.max_length)
-        eval_rows = _rows(tok, task.validation, task.labels, cfg.max_length)
+        train_split = training_split(task, cfg.max_train_examples, ctx.seed)
+        train_rows = encode_rows(tok, train_split, task.labels, cfg.max_length)
+        eval_rows = encode_rows(tok, task.validation, task.labels, cfg.max_length)
         train(model, train_rows, eval_rows, DataCollatorWithPadding(tok), cfg, ctx, label=cfg.id, callbacks=callbacks)
         model.save_pretrained(ctx.artifact_dir / "model")
         tok.save_pretrained(ctx.artifact_dir / "model")
