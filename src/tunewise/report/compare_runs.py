@@ -28,17 +28,6 @@ class RunComparison:
     same_test_set: bool = False
 
 
-def _flat(prefix: str, value: Any) -> dict[str, Any]:
-    if isinstance(value, dict):
-        out: dict[str, Any] = {}
-        for k, v in value.items():
-            out.update(_flat(f"{prefix}.{k}" if prefix else str(k), v))
-        return out
-    if isinstance(value, list) and all(isinstance(v, dict) and "id" in v for v in value):
-        return _flat(prefix, {v["id"]: {k: x for k, x in v.items() if k != "id"} for v in value})
-    return {prefix: value}
-
-
 def _config_changes(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[str, Any, Any]]:
     """Changed keys; strategies only in one run are listed once by id, not option by option."""
     sa = {s["id"]: s for s in a.get("strategies", []) if isinstance(s, dict) and "id" in s}
@@ -48,7 +37,7 @@ def _config_changes(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[str, Any
 
     def rest(c: dict[str, Any], keep: dict[str, Any]) -> dict[str, Any]:
         d = {k: v for k, v in c.items() if k not in IGNORED_KEYS and k != "strategies"}
-        return _flat("", {**d, "strategies": {k: v for k, v in keep.items() if k in sa and k in sb}})
+        return fmt.flatten("", {**d, "strategies": {k: v for k, v in keep.items() if k in sa and k in sb}})
     fa, fb = rest(a, sa), rest(b, sb)
     return out + [(k, fa.get(k), fb.get(k)) for k in sorted(set(fa) | set(fb))
                   if fa.get(k) != fb.get(k) and not k.startswith("prices.api.")]

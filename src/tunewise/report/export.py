@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from tunewise.errors import UserError
+from tunewise.report import fmt
 from tunewise.report.analysis import Analysis
 
 CSV_FILE = "results.csv"
@@ -57,15 +58,6 @@ def write_csv(a: Analysis) -> Path:
     return path
 
 
-def _flat(prefix: str, value: Any) -> dict[str, Any]:
-    if isinstance(value, dict):
-        out: dict[str, Any] = {}
-        for k, v in value.items():
-            out.update(_flat(f"{prefix}.{k}" if prefix else str(k), v))
-        return out
-    return {prefix: value}
-
-
 def log_mlflow(a: Analysis, uri: str | None, artifacts: list[Path]) -> str:
     """One parent MLflow run for the tunewise run (params, verdict, report files) and one nested run per
     strategy (its options as params, quality and cost as metrics). Returns the parent run's id."""
@@ -87,8 +79,8 @@ def _log(mlflow, a: Analysis, uri: str | None, artifacts: list[Path]) -> str:
     numeric = ("value", "low", "high", "second_value", "vs_best_pvalue", "ece", "one_off_usd", "per_1k_queries_usd",
                "monthly_usd", "latency_ms", "train_seconds", "trainable_params", "peak_rss_mb", "artifact_mb")
     with mlflow.start_run(run_name=a.run["id"]) as parent:
-        params = {k: v for k, v in _flat("", {k: v for k, v in config.items() if k not in ("strategies", "prices")})
-                  .items() if v is not None}
+        shared = {k: v for k, v in config.items() if k not in ("strategies", "prices")}
+        params = {k: v for k, v in fmt.flatten("", shared).items() if v is not None}
         mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
         mlflow.set_tags({"tunewise.run_dir": str(a.run_dir), "tunewise.recommended":
                          (a.recommendation.choice or "none") if a.recommendation else "none"})
@@ -97,7 +89,7 @@ def _log(mlflow, a: Analysis, uri: str | None, artifacts: list[Path]) -> str:
         by_id = {s["id"]: s for s in config.get("strategies", [])}
         for row in rows(a):
             with mlflow.start_run(run_name=row["strategy"], nested=True):
-                mlflow.log_params({k: str(v)[:500] for k, v in _flat("", by_id.get(row["strategy"], {})).items()})
+                mlflow.log_params({k: str(v)[:500] for k, v in fmt.flatten("", by_id.get(row["strategy"], {})).items()})
                 mlflow.set_tags({"family": row["family"], "status": row["status"]})
                 mlflow.log_metrics({k: float(row[k]) for k in numeric if row.get(k) is not None})
         return parent.info.run_id

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 
 def money(usd: float | None) -> str:
@@ -74,3 +75,15 @@ def pvalue(p: float | None) -> str:
     if p is None:
         return "-"
     return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
+def flatten(prefix: str, value: Any) -> dict[str, Any]:
+    """Nested config as dotted keys (`lora.rank`); a list of dicts with an `id` is keyed by those ids."""
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            out.update(flatten(f"{prefix}.{k}" if prefix else str(k), v))
+        return out
+    if isinstance(value, list) and all(isinstance(v, dict) and "id" in v for v in value):
+        return flatten(prefix, {v["id"]: {k: x for k, x in v.items() if k != "id"} for v in value})
+    return {prefix: value}
