@@ -102,3 +102,14 @@ def tiny_encoder(tmp_path_factory) -> str:
 
 def task_config(path: Path, **kw) -> TaskConfig:
     return TaskConfig(source=str(path), **kw)
+
+
+def keyword_task(kind: str = "classification", meta: bool = False) -> Task:
+    """Four routing messages whose label is a word of the input; test = train. With meta, each example carries
+    `channel` and `source` fields (for templates)."""
+    texts = [("where is my delivery", "delivery"), ("i want a refund please", "refund"),
+             ("delivery is late again", "delivery"), ("refund my money", "refund")]
+    ex = [Example(id=str(i), input=t, target=y, meta={"channel": "email", "source": f"mem:{i}"} if meta else {})
+          for i, (t, y) in enumerate(texts)]
+    return Task(name="kw", kind=kind, train=ex, validation=[], test=ex, instruction="Route it.",
+                labels=["delivery", "refund"])

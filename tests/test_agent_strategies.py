@@ -7,6 +7,7 @@ import pytest
 
 pytest.importorskip("autogen_agentchat")
 
+from conftest import keyword_task  # noqa: E402
 from test_agents_client import ScriptedBackend  # noqa: E402
 from tunewise.agents import team as team_module  # noqa: E402
 from tunewise.agents.tools import calculate, register_tool  # noqa: E402
@@ -15,14 +16,6 @@ from tunewise.data import Example, Task  # noqa: E402
 from tunewise.errors import UserError  # noqa: E402
 from tunewise.registry import strategies, strategy_config  # noqa: E402
 from tunewise.strategies.base import FitContext  # noqa: E402
-
-
-def keyword_task() -> Task:
-    texts = [("where is my delivery", "delivery"), ("i want a refund please", "refund"),
-             ("delivery is late again", "delivery"), ("refund my money", "refund")]
-    ex = [Example(id=str(i), input=t, target=y) for i, (t, y) in enumerate(texts)]
-    return Task(name="kw", kind="classification", train=ex, validation=[], test=ex, instruction="Route it.",
-                labels=["delivery", "refund"])
 
 
 def maths_task() -> Task:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from conftest import keyword_task
 from tunewise.backends import load_backend
 from tunewise.config import parse_config
 from tunewise.data import Example, Task
@@ -16,14 +17,6 @@ STEPS = [
     {"name": "label", "kind": "answer", "system": "{{ instruction }} Answer with exactly one of: "
      "{{ labels | join(', ') }}.", "template": "{{ input }}\nFacts: {{ facts }}"},
 ]
-
-
-def keyword_task() -> Task:
-    texts = [("where is my delivery", "delivery"), ("i want a refund please", "refund"),
-             ("delivery is late again", "delivery"), ("refund my money", "refund")]
-    ex = [Example(id=str(i), input=t, target=y) for i, (t, y) in enumerate(texts)]
-    return Task(name="kw", kind="classification", train=ex, validation=[], test=ex, instruction="Route it.",
-                labels=["delivery", "refund"])
 
 
 def fit(config: dict, backend, task: Task, tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from conftest import keyword_task
 from tunewise.backends import load_backend
 from tunewise.data import Example, Task
 from tunewise.errors import UserError
@@ -12,15 +13,6 @@ from tunewise.strategies.base import FitContext
 from tunewise.strategies.prompting._templates import PromptTemplate, looks_like_path
 
 VARS = {"input": "hello", "labels": ["a", "b"], "instruction": "Do it.", "examples": [], "meta": {}}
-
-
-def keyword_task(kind: str = "classification") -> Task:
-    texts = [("where is my delivery", "delivery"), ("i want a refund please", "refund"),
-             ("delivery is late again", "delivery"), ("refund my money", "refund")]
-    ex = [Example(id=str(i), input=t, target=y, meta={"channel": "email", "source": f"mem:{i}"})
-          for i, (t, y) in enumerate(texts)]
-    return Task(name="kw", kind=kind, train=ex, validation=[], test=ex, instruction="Route it.",
-                labels=["delivery", "refund"])
 
 
 def fit(config: dict, backend, task: Task, tmp_path):
@@ -86,7 +78,7 @@ def test_variables_meta_fields_and_examples(small_task, tmp_path):
 
 @pytest.mark.parametrize("backend_name", ["fake", "fake-nologprobs"])
 def test_template_on_fake_backend(backend_name, tmp_path):
-    task = keyword_task()
+    task = keyword_task(meta=True)
     preds = fit({"user": "[{{ channel }}] {{ input }}"}, load_backend(backend_name, "causal"), task,
                 tmp_path).predict(task.test)
     assert [p.output for p in preds] == [e.target for e in task.test]
@@ -98,7 +90,7 @@ def test_template_on_fake_backend(backend_name, tmp_path):
 
 
 def test_system_template_per_example_and_no_system(tmp_path):
-    task = keyword_task()
+    task = keyword_task(meta=True)
     fake = load_backend("fake", "causal")
     per_example = fit({"system": "{{ instruction }} (about: {{ input[:5] }})"}, fake, task, tmp_path)
     assert [p.output for p in per_example.predict(task.test)] == [e.target for e in task.test]
@@ -119,16 +111,16 @@ def test_generation_task_generates(tmp_path):
 
 def test_bad_template_fails_at_fit_not_at_scoring(tmp_path):
     with pytest.raises(UserError, match="inline template 'user' line 1: undefined variable 'text'"):
-        fit({"user": "{{ text }}"}, load_backend("fake", "causal"), keyword_task(), tmp_path)
+        fit({"user": "{{ text }}"}, load_backend("fake", "causal"), keyword_task(meta=True), tmp_path)
     with pytest.raises(UserError, match="rendered empty"):
-        fit({"user": "{% if false %}{{ input }}{% endif %}"}, load_backend("fake", "causal"), keyword_task(),
+        fit({"user": "{% if false %}{{ input }}{% endif %}"}, load_backend("fake", "causal"), keyword_task(meta=True),
             tmp_path)
 
 
 def test_template_file_from_config(tmp_path):
     (tmp_path / "system.j2").write_text("{{ instruction }}\nAnswer with exactly one of: "
                                         "{{ labels | join(', ') }}.\n", encoding="utf-8")
-    task = keyword_task()
+    task = keyword_task(meta=True)
     predictor = fit({"system": str(tmp_path / "system.j2")}, load_backend("fake-nologprobs", "causal"), task,
                     tmp_path)
     assert [p.output for p in predictor.predict(task.test)] == [e.target for e in task.test]

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 import logging
 import math
 import time
@@ -26,7 +25,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
 
 from tunewise.serve import lm, sse
-from tunewise.serve.errors import ApiError, error_body
+from tunewise.serve.errors import ApiError, error_body, json_object
 from tunewise.serve.hub import Entry, ModelHub
 from tunewise.serve.schemas import ChatRequest, ClassifyRequest, CompletionRequest
 
@@ -39,13 +38,7 @@ async def wait(future) -> Any:
 
 async def parse(request: Request, model: type[BaseModel]) -> Any:
     """The JSON body as `model`, whatever the Content-Type; any problem is a 400 naming the parameter."""
-    try:
-        data = json.loads(await request.body())
-    except ValueError:
-        raise ApiError(400, "We could not parse the JSON body of your request: it is not valid JSON.",
-                       code="invalid_json") from None
-    if not isinstance(data, dict):
-        raise ApiError(400, "The body of your request must be a JSON object.", code="invalid_value")
+    data = await json_object(request)
     try:
         return model.model_validate(data)
     except ValidationError as err:

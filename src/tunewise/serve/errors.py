@@ -3,6 +3,7 @@ so that every OpenAI client raises its usual exception (BadRequestError, NotFoun
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 404: "invalid_request_error",
@@ -28,3 +29,15 @@ def not_found(model: str, known: list[str]) -> ApiError:
     shown = ", ".join(known[:20]) + (", ..." if len(known) > 20 else "")
     return ApiError(404, f"The model '{model}' does not exist on this server (models: {shown}).", "model",
                     "model_not_found")
+
+
+async def json_object(request) -> dict[str, Any]:
+    """The request body as a JSON object, whatever the Content-Type; otherwise an OpenAI-shaped 400."""
+    try:
+        data = json.loads(await request.body())
+    except ValueError:
+        raise ApiError(400, "We could not parse the JSON body of your request: it is not valid JSON.",
+                       code="invalid_json") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "The body of your request must be a JSON object.", code="invalid_value")
+    return data

@@ -5,13 +5,12 @@ fine-tunes the run's base model here."""
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import Response
 
-from tunewise.serve.errors import ApiError
+from tunewise.serve.errors import ApiError, json_object
 from tunewise.serve.jobs import MAX_FILE_BYTES, JobService
 
 
@@ -46,14 +45,7 @@ def jobs_router(jobs: JobService) -> APIRouter:
 
     @router.post("/fine_tuning/jobs")
     async def create(request: Request):
-        try:
-            body = json.loads(await request.body())
-        except ValueError:
-            raise ApiError(400, "We could not parse the JSON body of your request: it is not valid JSON.",
-                           code="invalid_json") from None
-        if not isinstance(body, dict):
-            raise ApiError(400, "The body of your request must be a JSON object.", code="invalid_value")
-        return await asyncio.to_thread(jobs.create_job, body)
+        return await asyncio.to_thread(jobs.create_job, await json_object(request))
 
     @router.get("/fine_tuning/jobs")
     def list_jobs(after: str | None = None, limit: int = 20):
