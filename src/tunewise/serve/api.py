@@ -5,7 +5,9 @@ A strategy id as `model` answers with that strategy's prediction for the input (
 or the prompt): its own prompt, demonstrations, adapter or classifier apply. The base model and `ft:`
 models are raw language models: chat template, sampling, streaming, and log-probabilities (chat
 `logprobs`/`top_logprobs`; completions `echo` + `logprobs` to score continuations). Every failure is an
-OpenAI-shaped error; no input can crash the server.
+OpenAI-shaped error; no input can crash the server. Raw models also take `tools` (tool calls in the reply,
+tool turns in the history) and `response_format`, both generated under a grammar (`tools.py`, `toolcalls.py`);
+strategies refuse them with a 400 that names the models that take them.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
 
-from tunewise.serve import lm, sse
+from tunewise.serve import lm, sse, toolcalls, tools
 from tunewise.serve.errors import ApiError, error_body, json_object
 from tunewise.serve.hub import Entry, ModelHub
 from tunewise.serve.schemas import ChatRequest, ClassifyRequest, CompletionRequest
@@ -141,20 +143,21 @@ def create_app(hub: ModelHub, jobs=None, api_key: str | None = None) -> FastAPI:
             raise ApiError(400, "top_logprobs needs logprobs: true", "top_logprobs")
         meta = {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "created": int(time.time()), "model": entry.id}
         if entry.predictor is not None:
+            tools.refuse_for_strategy(entry.id, req, [e.id for e in hub.entries.values() if e.predictor is None])
             return await _chat_strategy(entry, req, meta)
-        messages = []
-        for m in req.messages:
-            if m.role in ("tool", "function"):
-                raise ApiError(400, f"messages: role '{m.role}' is not supported by this server", "messages")
-            messages.append({"role": "system" if m.role == "developer" else m.role, "content": m.text()})
+        plan = tools.plan(req)
+        tools.check_history(req.messages)
         try:
-            prompt = entry.backend.render(messages, add_generation_prompt=True)
+            prompt = tools.render(entry.backend, req.messages, plan)
         except Exception as err:  # the chat template rejects this conversation
             raise ApiError(400, f"messages: {str(err).splitlines()[0]}", "messages") from None
         prompt_tokens = hub.count(prompt)
         _fits(entry, prompt_tokens, req.limit())
+        if plan.constraint is not None:
+            await _compiles(entry, plan)
         params = lm.Params(req.limit(), 1.0 if req.temperature is None else req.temperature, req.top_p or 1.0,
-                           tuple(req.stop or ()), req.n, (req.top_logprobs or 0) if req.logprobs else None, req.seed)
+                           tuple(req.stop or ()), req.n, (req.top_logprobs or 0) if req.logprobs else None, req.seed,
+                           plan.constraint)
 
         def chunk(text, finish, index=0):
             delta = {} if text is None else {"content": text}
@@ -169,15 +172,35 @@ def create_app(hub: ModelHub, jobs=None, api_key: str | None = None) -> FastAPI:
             streamer = TextIteratorStreamer(entry.backend.tokenizer, skip_prompt=True, skip_special_tokens=True,
                                             timeout=0.05)
             future = hub.stream(entry, prompt, params, streamer)
+            usage = (lambda n: _usage(prompt_tokens, n)) if (req.stream_options or {}).get("include_usage") else None
+            if plan.calls:
+                return sse.response(toolcalls.stream(streamer, future, lambda delta, finish: {
+                    **meta, "object": "chat.completion.chunk", "choices": [
+                        {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]},
+                    params.max_tokens, usage))
             first = {**chunk(None, None), "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
                                                        "logprobs": None, "finish_reason": None}]}
-            usage = (lambda n: _usage(prompt_tokens, n)) if (req.stream_options or {}).get("include_usage") else None
             return sse.response(sse.tokens(streamer, future, params.stop, params.max_tokens, chunk, usage, first))
         choices = await wait(hub.generate(entry, prompt, params))
+        replies = [toolcalls.message(c.text, c.finish_reason) if plan.calls else
+                   ({"role": "assistant", "content": c.text, "refusal": None}, c.finish_reason) for c in choices]
         return {**meta, "object": "chat.completion", "system_fingerprint": None, "choices": [
-            {"index": i, "message": {"role": "assistant", "content": c.text, "refusal": None},
-             "logprobs": _chat_logprobs(c.logprobs, params.logprobs or 0), "finish_reason": c.finish_reason}
-            for i, c in enumerate(choices)], "usage": _usage(prompt_tokens, sum(c.tokens for c in choices))}
+            {"index": i, "message": message, "logprobs": _chat_logprobs(c.logprobs, params.logprobs or 0),
+             "finish_reason": finish} for i, (c, (message, finish)) in enumerate(zip(choices, replies, strict=True))],
+            "usage": _usage(prompt_tokens, sum(c.tokens for c in choices))}
+
+    async def _compiles(entry: Entry, plan) -> None:
+        """Build the reply's grammar now (on the model thread), so a schema the grammar library refuses is a 400."""
+        from tunewise.backends.constrained import ConstraintError, compile_constraint
+
+        backend = entry.backend
+        try:
+            await wait(hub.worker.call(lambda: compile_constraint(backend.model, backend.tokenizer, plan.constraint)))
+        except ConstraintError as err:
+            param, code = ("tools", "invalid_function_parameters") if plan.calls else \
+                ("response_format", "invalid_json_schema")
+            raise ApiError(400, f"Invalid schema in '{param}': the grammar library cannot constrain output to it "
+                           f"({err}).", param, code) from None
 
     async def _chat_strategy(entry: Entry, req: ChatRequest, meta: dict[str, Any]):
         users = [m.text() for m in req.messages if m.role == "user"]

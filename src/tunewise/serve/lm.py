@@ -4,7 +4,7 @@ can score continuations as with vLLM), and token streaming."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -21,6 +21,7 @@ class Params:
     n: int = 1
     logprobs: int | None = None  # None: no log-probabilities; k: the k most likely alternatives too
     seed: int | None = None
+    constraint: Any = None  # a backends.constrained.Constraint the output must match (hashable, so it batches)
 
 
 @dataclass
@@ -50,6 +51,10 @@ def _kwargs(backend, p: Params) -> dict[str, Any]:
     stops = [s for s in p.stop if s]
     if stops:
         kw.update(stop_strings=stops, tokenizer=tok)
+    if p.constraint is not None:
+        from tunewise.backends.constrained import logits_processor
+
+        kw["logits_processor"] = [logits_processor(backend.model, tok, p.constraint)]
     return kw
 
 
@@ -138,7 +143,7 @@ def stream(backend, prompt: str, p: Params, streamer) -> int:
     enc = tok([prompt], return_tensors="pt", add_special_tokens=False).to(device)
     if p.seed is not None:
         torch.manual_seed(p.seed)
-    kw = _kwargs(backend, Params(p.max_tokens, p.temperature, p.top_p, p.stop, 1, None, p.seed))
+    kw = _kwargs(backend, replace(p, n=1, logprobs=None))
     out = model.generate(**enc, **kw, streamer=streamer)
     new = [int(t) for t in out[0, enc["input_ids"].shape[1]:]]
     eos = _eos_ids(backend)

@@ -16,6 +16,9 @@ class Lenient(BaseModel):
 class ChatMessage(Lenient):
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: str | list[dict[str, Any]] | None = None
+    name: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None  # assistant: the calls it made (checked in tools.py)
+    tool_call_id: str | None = None  # tool: the call this message answers
 
     def text(self) -> str:
         if isinstance(self.content, list):  # content parts: keep the text ones
@@ -50,6 +53,10 @@ class ChatRequest(Sampling):
     max_completion_tokens: int | None = Field(None, ge=1, le=32768)
     logprobs: bool = False
     top_logprobs: int | None = Field(None, ge=0, le=20)
+    tools: list[Any] | None = None  # checked in tools.py, whose messages name the exact parameter
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool = True
+    response_format: dict[str, Any] | None = None
 
     def limit(self) -> int:
         return self.max_completion_tokens or self.max_tokens or 256
