@@ -142,6 +142,37 @@ def test_the_tool_messages_case_answers_with_the_tool_result_in_the_prompt(serve
     assert reply["usage"]["prompt_tokens"] == local.count_tokens(prompt)
 
 
+def test_the_openai_sdk_tool_loop_completes(client, base, local):
+    """The loop of OpenAI's function-calling guide: call, run the tool, send the result, get the answer."""
+    from tunewise.serve import tools
+    from tunewise.serve.schemas import ChatRequest
+
+    ran: list[dict] = []
+
+    def weather(city: str, unit: str) -> str:
+        ran.append({"city": city, "unit": unit})
+        return json.dumps({"city": city, "temperature": 21, "unit": unit})
+
+    messages = [{"role": "user", "content": "What is the weather in Oslo?"}]
+    choice, reply = "required", None  # the first round must call (a random tiny model would not choose to)
+    for _ in range(3):
+        reply = client.chat.completions.create(model=base, messages=messages, tools=TOOLS[1:], tool_choice=choice,
+                                               max_tokens=200, temperature=0)
+        message = reply.choices[0].message
+        if not message.tool_calls:
+            break
+        messages.append(message.model_dump(exclude_none=True))
+        for call in message.tool_calls:
+            messages.append({"role": "tool", "tool_call_id": call.id,
+                             "content": weather(**json.loads(call.function.arguments))})
+        choice = "auto"
+    assert ran and all(jsonschema.validate(args, WEATHER) is None for args in ran)
+    assert reply.choices[0].finish_reason in ("stop", "length")
+    req = ChatRequest.model_validate({"model": base, "messages": messages, "tools": TOOLS[1:]})
+    prompt = tools.render(local, req.messages, tools.plan(req))
+    assert '"temperature": 21' in prompt and reply.usage.prompt_tokens == local.count_tokens(prompt)
+
+
 def test_tool_choice_none_never_calls_and_shows_no_tools(client, base):
     history = json.loads(CASE.read_text(encoding="utf-8"))["messages"]
     plain = client.chat.completions.create(model=base, messages=history, max_tokens=8, temperature=0)

@@ -1,7 +1,8 @@
-"""`tunewise agents ...`: agent teams that do tunewise's own work (prompt optimisation) and a writing demo.
+"""`tunewise agents ...`: agent teams that do tunewise's own work (prompt optimisation), a writing demo, and
+`ask`: an Agent Framework agent with Python tools over the OpenAI chat API of `tunewise serve` (or any endpoint).
 
-Both show the conversation live, one message at a time, and save it as JSON. The logic lives in
-`tunewise.agents.optimize` and `tunewise.agents.write`.
+The teams show the conversation live, one message at a time, and save it as JSON. The logic lives in
+`tunewise.agents.optimize`, `tunewise.agents.write` and `tunewise.agents.framework`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from rich.markup import escape
 
 from tunewise.cli import app, friendly, out
 
-agents = typer.Typer(no_args_is_help=True, help="Agent teams (AutoGen) on tunewise models.")
+agents = typer.Typer(no_args_is_help=True, help="Agents on tunewise models (AutoGen teams, an Agent Framework agent).")
 app.add_typer(agents, name="agents")
 
 
@@ -76,3 +77,37 @@ def write_command(
     out.print(result["final"], markup=False, highlight=False, soft_wrap=True)
     out.print(f"\n{result['tokens']['prompt']} prompt + {result['tokens']['completion']} completion tokens, "
               f"{result['seconds']:.1f} s · saved: {result['path']}", highlight=False, soft_wrap=True)
+
+
+@agents.command("ask")
+@friendly
+def ask_command(
+    question: Annotated[str, typer.Argument(help="What to ask the agent.")],
+    run: Annotated[Path | None, typer.Option(
+        help="Run folder to serve for the agent (`tunewise serve` on a free loopback port while it runs).")] = None,
+    base_url: Annotated[str | None, typer.Option(
+        help="An OpenAI-compatible endpoint instead of --run, e.g. http://127.0.0.1:8000/v1.")] = None,
+    model: Annotated[str | None, typer.Option(help="Model name at the endpoint (default: the served base "
+                                                   "model).")] = None,
+    tool: Annotated[list[str] | None, typer.Option(
+        help="Registered tool the agent may call (repeatable; default: calculator).")] = None,
+    tool_choice: Annotated[str, typer.Option(help="auto, required (first round only) or none.")] = "auto",
+    max_tokens: Annotated[int, typer.Option(min=1, max=4096, help="Longest model reply, in tokens.")] = 256,
+    max_rounds: Annotated[int, typer.Option(min=1, max=20, help="Model calls with tools before the answer.")] = 4,
+    api_key_env: Annotated[str | None, typer.Option(
+        help="Environment variable holding the endpoint's key (never printed).")] = None,
+):
+    """An agent built with Microsoft Agent Framework answers QUESTION through the OpenAI chat API, calling
+    tunewise's registered Python tools; tool calls and results are shown as they happen."""
+    from tunewise.agents.framework import ask_endpoint
+
+    def show(kind: str, text: str) -> None:
+        out.print(f"[bold]{kind}[/] {escape(text)}", highlight=False, soft_wrap=True)
+
+    result = ask_endpoint(question, run=run, base_url=base_url, model=model, tool_names=tool or ["calculator"],
+                          tool_choice=tool_choice, max_tokens=max_tokens, max_rounds=max_rounds,
+                          api_key_env=api_key_env, on_event=show)
+    out.rule("answer", align="left")
+    out.print(result["answer"], markup=False, highlight=False, soft_wrap=True)
+    out.print(f"\n{len(result['tool_calls'])} tool call(s), {result['seconds']:.1f} s (model {result['model']})",
+              highlight=False)
