@@ -3,7 +3,8 @@
 Prompting strategies hand a causal backend *rendered text*. A chat API wants messages, so the API
 backend renders each message as one JSON line after an ASCII record separator: the text survives the
 string operations the predictors do (prefix + suffix concatenation, an appended trigger such as "Let's
-think step by step.") and parses back into the same messages.
+think step by step.") and parses back into the same messages. `response_format` turns a JSON output
+constraint into OpenAI's response_format.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ import math
 import re
 import zlib
 from functools import cache
+from typing import Any
+
+from tunewise.errors import UserError
 
 RS = "\x1e"  # ASCII record separator: never typed by users, so it marks our message lines unambiguously
 
@@ -149,3 +153,16 @@ def label_logprobs(top: list[tuple[str, float]], labels: list[str]) -> list[floa
 def one_hot_logprobs(choice: str, labels: list[str], eps: float = 1e-3) -> list[float]:
     rest = eps / max(len(labels) - 1, 1)
     return [math.log(1 - eps) if label == choice else math.log(rest) for label in labels]
+
+
+def response_format(constraint, mode: str) -> dict[str, Any] | None:
+    """OpenAI's response_format for a JSON constraint (strict json_schema, or json_object)."""
+    if constraint is None:
+        return None
+    if mode != "chat" or constraint.kind == "structural_tag":
+        raise UserError("a JSON output constraint needs the chat API (response_format); this model is used "
+                        "through the completions API")
+    if constraint.kind == "json_object":
+        return {"type": "json_object"}
+    return {"type": "json_schema", "json_schema": {"name": "answer", "schema": json.loads(constraint.spec),
+                                                   "strict": True}}

@@ -137,14 +137,17 @@ class CausalLMBackend(Backend):
 
     @torch.no_grad()
     def generate(self, prompts: Sequence[str], max_new_tokens: int = 64, stop: Sequence[str] = (),
-                 batch_size: int = 8, on_batch: Callable[[int], None] | None = None) -> list[tuple[str, int]]:
-        """Greedy generation; returns (text, completion tokens) per prompt, cut at the first stop string."""
-        return [s[0] for s in self.sample(prompts, 1, 0.0, max_new_tokens, stop, batch_size, on_batch)]
+                 batch_size: int = 8, on_batch: Callable[[int], None] | None = None,
+                 constraint=None) -> list[tuple[str, int]]:
+        """Greedy generation; returns (text, completion tokens) per prompt, cut at the first stop string.
+        `constraint` (a `constrained.Constraint`): the text must match it (grammar-constrained decoding)."""
+        return [s[0] for s in self.sample(prompts, 1, 0.0, max_new_tokens, stop, batch_size, on_batch,
+                                          constraint=constraint)]
 
     @torch.no_grad()
     def sample(self, prompts: Sequence[str], n: int = 1, temperature: float = 0.0, max_new_tokens: int = 64,
                stop: Sequence[str] = (), batch_size: int = 8, on_batch: Callable[[int], None] | None = None,
-               top_p: float = 1.0) -> list[list[tuple[str, int]]]:
+               top_p: float = 1.0, constraint=None) -> list[list[tuple[str, int]]]:
         """n completions per prompt (greedy when temperature is 0): [[(text, completion tokens), ...], ...]."""
         tok = self.tokenizer
         tok.padding_side = "left"
@@ -156,6 +159,10 @@ class CausalLMBackend(Backend):
             enc = tok(batch, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
             kwargs = {"do_sample": True, "temperature": temperature, "top_p": top_p} if sampling else \
                 {"do_sample": False}
+            if constraint is not None:  # one processor per generate call: it tracks each row's grammar state
+                from tunewise.backends.constrained import logits_processor
+
+                kwargs["logits_processor"] = [logits_processor(self.model, tok, constraint)]
             out = self.model.generate(
                 **enc, max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id, stop_strings=stops,
                 tokenizer=tok, num_return_sequences=n if sampling else 1, **kwargs)

@@ -190,11 +190,13 @@ class OpenAIBackend(Backend):
         return txt.parse_lines(prompt) if txt.is_lines(prompt) or self.settings.mode == "chat" else None
 
     def _complete(self, prompt: str, max_new_tokens: int, temperature: float, stop: Sequence[str], n: int = 1,
-                  top_p: float | None = None, seed: int | None = None) -> list[tuple[str, int]]:
+                  top_p: float | None = None, seed: int | None = None,
+                  response_format: dict | None = None) -> list[tuple[str, int]]:
         stops = [s for s in stop if s][:4] or None
         if self.settings.mode == "chat":
             r = self.call("chat", self._chat_body(self._messages(prompt), max_new_tokens, temperature, stop=stops,
-                                                  n=n if n > 1 else None, top_p=top_p, seed=seed))
+                                                  n=n if n > 1 else None, top_p=top_p, seed=seed,
+                                                  response_format=response_format))
             texts = [(c.get("message") or {}).get("content") or "" for c in r["choices"]]
         else:
             stops = list(dict.fromkeys((stops or []) + ["\n"]))[:4]
@@ -209,11 +211,15 @@ class OpenAIBackend(Backend):
         return [(t.strip(), max(1, round(total * e / sum(estimates)))) for t, e in zip(texts, estimates, strict=True)]
 
     def generate(self, prompts: Sequence[str], max_new_tokens: int = 64, stop: Sequence[str] = (),
-                 batch_size: int = 8, on_batch: Callable[[int], None] | None = None) -> list[tuple[str, int]]:
+                 batch_size: int = 8, on_batch: Callable[[int], None] | None = None,
+                 constraint=None) -> list[tuple[str, int]]:
         """Greedy answers; when the prompt lists the labels ('Answer with exactly one of: ...') and asks for
-        no reasoning, the answer is parsed onto that label set (constrained parsing)."""
+        no reasoning, the answer is parsed onto that label set (constrained parsing). A JSON `constraint`
+        (`constrained.Constraint`) is sent as response_format (chat mode only)."""
+        fmt = txt.response_format(constraint, self.settings.mode)
+
         def one(prompt: str) -> tuple[str, int]:
-            text, n = self._complete(prompt, max_new_tokens, 0.0, stop)[0]
+            text, n = self._complete(prompt, max_new_tokens, 0.0, stop, response_format=fmt)[0]
             messages = self._messages(prompt) if txt.is_lines(prompt) else None
             trailing = txt.is_lines(prompt) and not prompt.endswith("\n")
             labels = txt.labels_in_prompt(messages) if messages and not trailing else []

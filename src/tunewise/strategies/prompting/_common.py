@@ -23,10 +23,12 @@ def system_prompt(task: Task, instruction: str | None = None, role: str | None =
     return "\n".join(parts)
 
 
-def demo_messages(demos: Sequence[Example]) -> Messages:
+def demo_messages(demos: Sequence[Example], answer: Callable[[str], str] | None = None) -> Messages:
+    """Demonstrations as user/assistant turns; `answer` reshapes each target (e.g. into the output schema)."""
     out: Messages = []
     for ex in demos:
-        out += [{"role": "user", "content": ex.input}, {"role": "assistant", "content": ex.target}]
+        out += [{"role": "user", "content": ex.input},
+                {"role": "assistant", "content": answer(ex.target) if answer else ex.target}]
     return out
 
 
@@ -129,38 +131,51 @@ class GenerationPredictor(Predictor):
     """Free generation (generation tasks, or backends without log-probabilities)."""
 
     def __init__(self, backend, shared: Messages, max_new_tokens: int = 64, batch_size: int = 8,
-                 postprocess: Callable[[str], str] = str.strip, demos_for: DemosFor | None = None):
+                 postprocess: Callable[[str], str] = str.strip, demos_for: DemosFor | None = None,
+                 structured=None):
         self.backend, self.shared, self.demos_for = backend, shared, demos_for
         self.model = getattr(backend, "model", None)
         self.max_new_tokens, self.batch_size, self.postprocess = max_new_tokens, batch_size, postprocess
+        self.structured = structured  # _structured.Structured: generate under its JSON schema, read its field
 
     def predict(self, examples: Sequence[Example], on_batch: Callable[[int], None] | None = None
                 ) -> list[Prediction]:
         demos = self.demos_for(examples) if self.demos_for else [[] for _ in examples]
-        prompts = [self.backend.render(self.shared + demo_messages(d) + _user(e.input), add_generation_prompt=True)
-                   for d, e in zip(demos, examples, strict=True)]
+        answer = self.structured.demo_answer if self.structured else None
+        prompts = [self.backend.render(self.shared + demo_messages(d, answer) + _user(e.input),
+                                       add_generation_prompt=True) for d, e in zip(demos, examples, strict=True)]
+        extra = {"constraint": self.structured.constraint} if self.structured else {}
         outs = self.backend.generate(prompts, max_new_tokens=self.max_new_tokens,
-                                     batch_size=self.batch_size, on_batch=on_batch)
+                                     batch_size=self.batch_size, on_batch=on_batch, **extra)
         preds = []
         for d, p, (text, n) in zip(demos, prompts, outs, strict=True):
             trace = (_demo_trace(d) if self.demos_for else []) + \
-                ([{"raw": text}] if self.postprocess is not str.strip else [])
-            preds.append(Prediction(output=self.postprocess(text), prompt_tokens=self.backend.count_tokens(p),
+                ([{"raw": text}] if self.postprocess is not str.strip and not self.structured else [])
+            if self.structured:
+                from tunewise.strategies.prompting._extract import extraction_step
+
+                answer = self.structured.extract(text)
+                trace.append(extraction_step(text, answer))
+                output = answer or ""
+            else:
+                output = self.postprocess(text)
+            preds.append(Prediction(output=output, prompt_tokens=self.backend.count_tokens(p),
                                     completion_tokens=n, trace=trace or None))
         return preds
 
 
 def prompt_predictor(backend, task: Task, shared: Messages, batch_size: int = 16, max_new_tokens: int = 64,
-                     calibrate: bool = False, demos_for: DemosFor | None = None) -> Predictor:
+                     calibrate: bool = False, demos_for: DemosFor | None = None, structured=None) -> Predictor:
     """Label scoring when the task is classification and the backend gives log-probs; else generation.
-    `calibrate` needs label scoring (see `can_calibrate`); `demos_for` picks demonstrations per example."""
+    `calibrate` needs label scoring (see `can_calibrate`); `demos_for` picks demonstrations per example;
+    `structured` (generation only, see `_structured.structured_output`) generates under a JSON schema."""
     if uses_scoring(backend, task):
         return ScoringPredictor(backend, task, shared, batch_size=batch_size, calibrate=calibrate,
                                 demos_for=demos_for)
     if calibrate:
         raise ValueError("contextual calibration needs label scoring; check uses_scoring() first")
     return GenerationPredictor(backend, shared, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                               demos_for=demos_for)
+                               demos_for=demos_for, structured=structured)
 
 
 def uses_scoring(backend, task: Task) -> bool:

@@ -135,12 +135,13 @@ def example_variables(task: Task, example: Example, demos: list[dict[str, Any]])
 
 
 def predict_rendered(backend, task: Task, prompts: Sequence[tuple[str, str]], batch_size: int = 16,
-                     max_new_tokens: int = 64, on_batch: Callable[[int], None] | None = None
-                     ) -> list[Prediction]:
+                     max_new_tokens: int = 64, on_batch: Callable[[int], None] | None = None,
+                     structured=None) -> list[Prediction]:
     """Predict from rendered (system, user) pairs with `prompt_predictor` (label scoring or generation).
 
     Examples are grouped by their system message, so a system template that does not depend on the
-    example keeps one shared prefix (and one KV cache) for the whole batch.
+    example keeps one shared prefix (and one KV cache) for the whole batch. `structured`: generate under
+    its JSON schema (`_structured.Structured`).
     """
     groups: dict[str, list[int]] = {}
     for i, (system, _) in enumerate(prompts):
@@ -148,7 +149,8 @@ def predict_rendered(backend, task: Task, prompts: Sequence[tuple[str, str]], ba
     out: list[Prediction | None] = [None] * len(prompts)
     for system, idx in groups.items():
         shared = [{"role": "system", "content": system}] if system else []
-        predictor = prompt_predictor(backend, task, shared, batch_size=batch_size, max_new_tokens=max_new_tokens)
+        predictor = prompt_predictor(backend, task, shared, batch_size=batch_size, max_new_tokens=max_new_tokens,
+                                     structured=structured)
         stand_ins = [Example(id=str(i), input=prompts[i][1], target="") for i in idx]
         for i, pred in zip(idx, predictor.predict(stand_ins, on_batch=on_batch), strict=True):
             out[i] = pred

@@ -13,11 +13,12 @@ from pydantic import Field
 
 from tunewise.data import Example
 from tunewise.registry import register
-from tunewise.strategies.base import Strategy, StrategyConfig
+from tunewise.strategies.base import Strategy
 from tunewise.strategies.prompting._common import check_calibrate, demo_messages, prompt_predictor, system_prompt
+from tunewise.strategies.prompting._structured import StructuredOutputConfig, structured_output
 
 
-class FewShotConfig(StrategyConfig):
+class FewShotConfig(StructuredOutputConfig):
     k: int = Field(8, gt=0, le=64, description="Number of demonstrations in the prompt.")
     selection: Literal["balanced", "random", "similar"] = Field(
         "balanced", description="balanced: round-robin over labels (classification); random: uniform; similar: "
@@ -99,17 +100,20 @@ class FewShot(Strategy):
         c = self.config
         if c.calibrate:
             check_calibrate(c.id, backend, task)
-        shared = [{"role": "system", "content": system_prompt(task, c.instruction, c.role)}]
+        structured = structured_output(c, backend, task)
+        system = system_prompt(task, c.instruction, c.role)
+        shared = [{"role": "system", "content": f"{system}\n{structured.instruction()}" if structured else system}]
         if c.selection == "similar":
             device = str(getattr(backend, "device", "auto"))
             demos_for = NearestDemos(task.train, c.k, load_embedder(c.embedder, device))
             ctx.stats["demonstrations"] = f"{demos_for.k} nearest per example by {c.embedder} (see traces)"
             return prompt_predictor(backend, task, shared, max_new_tokens=c.max_new_tokens, calibrate=c.calibrate,
-                                    demos_for=demos_for)
+                                    demos_for=demos_for, structured=structured)
         demos = select_demos(task.train, c.k, c.selection, ctx.seed, task.is_classification)
         ctx.stats["demonstrations"] = [d.id for d in demos]
-        predictor = prompt_predictor(backend, task, shared + demo_messages(demos), max_new_tokens=c.max_new_tokens,
-                                     calibrate=c.calibrate)
+        answer = structured.demo_answer if structured else None  # demonstrations answer in the schema's shape
+        predictor = prompt_predictor(backend, task, shared + demo_messages(demos, answer),
+                                     max_new_tokens=c.max_new_tokens, calibrate=c.calibrate, structured=structured)
         if c.calibrate:
             ctx.stats["calibration"] = predictor.calibration
         return predictor

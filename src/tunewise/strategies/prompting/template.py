@@ -16,7 +16,8 @@ from pydantic import Field
 from tunewise.data import Example, Task
 from tunewise.errors import UserError
 from tunewise.registry import register
-from tunewise.strategies.base import Prediction, Predictor, Strategy, StrategyConfig
+from tunewise.strategies.base import Prediction, Predictor, Strategy
+from tunewise.strategies.prompting._structured import StructuredOutputConfig, structured_output
 from tunewise.strategies.prompting._templates import (
     DEFAULT_SYSTEM,
     PromptTemplate,
@@ -27,7 +28,7 @@ from tunewise.strategies.prompting._templates import (
 from tunewise.strategies.prompting.few_shot import select_demos
 
 
-class TemplateConfig(StrategyConfig):
+class TemplateConfig(StructuredOutputConfig):
     system: str | None = Field(
         DEFAULT_SYSTEM, description="Jinja2 template of the system message: inline text or a template file "
         "(.j2/.jinja/.txt). Variables: input, labels, instruction, examples, meta and meta fields. The "
@@ -44,14 +45,17 @@ class TemplateConfig(StrategyConfig):
 
 class TemplatePredictor(Predictor):
     def __init__(self, backend, task: Task, system: PromptTemplate | None, user: PromptTemplate,
-                 demos: list[dict], batch_size: int, max_new_tokens: int):
+                 demos: list[dict], batch_size: int, max_new_tokens: int, structured=None):
         self.backend, self.task, self.system, self.user = backend, task, system, user
         self.model = getattr(backend, "model", None)
         self.demos, self.batch_size, self.max_new_tokens = demos, batch_size, max_new_tokens
+        self.structured = structured
 
     def render(self, example: Example) -> tuple[str, str]:
         variables = example_variables(self.task, example, self.demos)
         system = self.system.render(variables) if self.system else ""
+        if self.structured:  # the schema is part of what the model is told
+            system = f"{system}\n{self.structured.instruction()}" if system else self.structured.instruction()
         user = self.user.render(variables)
         if not user:
             raise UserError(f"{self.user.where}: rendered empty for example {example.id}; the user message "
@@ -61,11 +65,13 @@ class TemplatePredictor(Predictor):
     def predict(self, examples: Sequence[Example], on_batch: Callable[[int], None] | None = None
                 ) -> list[Prediction]:
         prompts = [self.render(e) for e in examples]
-        preds = predict_rendered(self.backend, self.task, prompts, self.batch_size, self.max_new_tokens, on_batch)
+        preds = predict_rendered(self.backend, self.task, prompts, self.batch_size, self.max_new_tokens, on_batch,
+                                 self.structured)
         for (system, user), p in zip(prompts, preds, strict=True):
             step = {"step": "template", "input": user, "output": p.output,
                     "tokens": {"prompt": p.prompt_tokens, "completion": p.completion_tokens}}
-            p.trace = [{**step, "system": system} if system else step]
+            # an output_schema answer's extraction step stays last (it counts extraction failures)
+            p.trace = [{**step, "system": system} if system else step] + (p.trace or [])
         return preds
 
 
@@ -86,7 +92,7 @@ class Template(Strategy):
         demos = select_demos(task.train, c.k, c.selection, ctx.seed, task.is_classification) if c.k else []
         ctx.stats["demonstrations"] = [d.id for d in demos]
         predictor = TemplatePredictor(backend, task, system, user, demo_dicts(demos), c.batch_size,
-                                      c.max_new_tokens)
+                                      c.max_new_tokens, structured_output(c, backend, task))
         if task.train:  # render one training example now: a template error stops the fit, not the scoring
             predictor.render(task.train[0])
         return predictor

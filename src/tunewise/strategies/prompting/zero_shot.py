@@ -1,15 +1,17 @@
-"""zero-shot: an instruction (and optional role) with the label set as the output constraint."""
+"""zero-shot: an instruction (and optional role) with the label set as the output constraint; on generation
+tasks optionally an output_schema the answers are generated under."""
 
 from __future__ import annotations
 
 from pydantic import Field
 
 from tunewise.registry import register
-from tunewise.strategies.base import Strategy, StrategyConfig
+from tunewise.strategies.base import Strategy
 from tunewise.strategies.prompting._common import check_calibrate, prompt_predictor, system_prompt
+from tunewise.strategies.prompting._structured import StructuredOutputConfig, structured_output
 
 
-class ZeroShotConfig(StrategyConfig):
+class ZeroShotConfig(StructuredOutputConfig):
     instruction: str | None = Field(None, description="Replaces the task's instruction.")
     role: str | None = Field(None, description="A role/system line put before the instruction, "
                              "e.g. 'You are a support-desk triage expert.'")
@@ -30,8 +32,11 @@ class ZeroShot(Strategy):
         c = self.config
         if c.calibrate:
             check_calibrate(c.id, backend, task)
-        shared = [{"role": "system", "content": system_prompt(task, c.instruction, c.role)}]
-        predictor = prompt_predictor(backend, task, shared, max_new_tokens=c.max_new_tokens, calibrate=c.calibrate)
+        structured = structured_output(c, backend, task)
+        system = system_prompt(task, c.instruction, c.role)
+        shared = [{"role": "system", "content": f"{system}\n{structured.instruction()}" if structured else system}]
+        predictor = prompt_predictor(backend, task, shared, max_new_tokens=c.max_new_tokens, calibrate=c.calibrate,
+                                     structured=structured)
         if c.calibrate:
             ctx.stats["calibration"] = predictor.calibration
         return predictor
