@@ -1,4 +1,5 @@
-"""Load CSV/TSV/JSONL/Parquet files, built-in sources and Hugging Face datasets into a `Task`.
+"""Load CSV/TSV/JSONL/Parquet files (JSONL also in OpenAI's chat format, see `chat.py`), built-in sources and
+Hugging Face datasets into a `Task`.
 
 Every problem with the user's data becomes a one-line `UserError` naming file, row and field.
 """
@@ -15,6 +16,7 @@ from typing import Any
 
 from tunewise.config import TaskConfig
 from tunewise.data.builtin import BUILTIN
+from tunewise.data.chat import chat_row, is_chat_row, shared_system
 from tunewise.data.splits import cap, split_rows
 from tunewise.data.task import Example, Task
 from tunewise.errors import UserError
@@ -75,7 +77,7 @@ def _read_jsonl(path: Path, text: str) -> list[Row]:
         if not isinstance(row, dict):
             raise UserError(f"{path}: line {n}: expected a JSON object with named fields (one per line), "
                             f"got {type(row).__name__}")
-        rows.append({**row, "__line__": n})
+        rows.append({**(chat_row(row, str(path), n) if is_chat_row(row) else row), "__line__": n})
     return rows
 
 
@@ -235,7 +237,7 @@ def load_task(cfg: TaskConfig, seed: int = 0, limit: int | None = None) -> Task:
         _check_labels(labels, validation + test, where)
     default_name = cfg.train if cfg.train and not hf else cfg.source.removeprefix("hf:")
     name = cfg.name or (builtin.name if builtin else Path(default_name).stem)
-    instruction = cfg.instruction or _default_instruction(kind, labels)
+    instruction = cfg.instruction or shared_system(train + validation + test) or _default_instruction(kind, labels)
     return Task(name=name, kind=kind, train=train, validation=validation, test=test,
                 instruction=instruction, labels=labels)
 

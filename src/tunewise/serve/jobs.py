@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tunewise.serve.checkpoints import Checkpoints, model_name
 from tunewise.serve.errors import ApiError
 from tunewise.strategies.finetuning._chat_data import auto_epochs, check_lines
 
@@ -52,6 +53,7 @@ class JobService:
         self.train_hooks: dict[str, Callable[[Any], None]] = {}
         self.train_options: dict[str, dict[str, Any]] = {}
         self._lock = threading.RLock()
+        self.ckpts = Checkpoints(self.root, self._lock, lambda name, path: self.on_model(name, path))
         # Uploads are checked on request threads while a job may tokenize on the jobs thread: HF fast
         # tokenizers are not safe across threads, so uploads count with their own copy, one at a time.
         self._counter = copy.deepcopy(backend.tokenizer) if hasattr(backend, "tokenizer") else None
@@ -205,6 +207,7 @@ class JobService:
                 self._queue.put(job["id"])
             elif job["status"] == "succeeded" and job.get("fine_tuned_model"):
                 self.on_model(job["fine_tuned_model"], self.root / "models" / job["id"] / "adapter")
+                self.ckpts.serve(job["id"])
 
     def _loop(self) -> None:
         while True:
@@ -253,16 +256,18 @@ class JobService:
             {**self.train_options.pop(job_id, {}), "epochs": hyper["n_epochs"], "batch_size": hyper["batch_size"],
              "learning_rate": self.base_learning_rate * hyper["learning_rate_multiplier"]},
             out, seed=job["seed"], log=log, should_stop=lambda: job_id in self._cancelled,
-            on_train_start=self.train_hooks.pop(job_id, None))
+            on_train_start=self.train_hooks.pop(job_id, None),
+            on_epoch=self.ckpts.hook(job, self.base_id, self._event, self.events))
         if job_id in self._cancelled:
             self._finish(job, "cancelled", "Job cancelled")
             return
-        job["fine_tuned_model"] = f"ft:{self.base_id}:{job['suffix'] or 'tunewise'}:{job_id[-8:]}"
+        job["fine_tuned_model"] = model_name(self.base_id, job)
         job["trained_tokens"] = int(stats.get("train_tokens", 0))
         job["tunewise"] = {k: stats.get(k) for k in ("trainable_params", "total_params", "train_steps", "epochs_run",
                                                       "final_train_loss", "valid_loss", "train_examples")}
         self._event(job_id, f"New fine-tuned model created: {job['fine_tuned_model']}")
         self.on_model(job["fine_tuned_model"], out / "adapter")
+        self.ckpts.serve(job_id)
         self._finish(job, "succeeded", "The job has successfully completed")
 
 

@@ -1,6 +1,6 @@
 """Routes of the OpenAI files and fine-tuning jobs API over a `JobService`: the same client code that
-fine-tunes on OpenAI (`client.files.create`, `client.fine_tuning.jobs.create/retrieve/list_events/cancel`)
-fine-tunes the run's base model here."""
+fine-tunes on OpenAI (`client.files.create`, `client.fine_tuning.jobs.create/retrieve/list_events/cancel`,
+`client.fine_tuning.jobs.checkpoints.list`) fine-tunes the run's base model here."""
 
 from __future__ import annotations
 
@@ -58,6 +58,11 @@ def jobs_router(jobs: JobService) -> APIRouter:
     @router.get("/fine_tuning/jobs/{job_id}/events")
     def events(job_id: str, after: str | None = None, limit: int = 20):
         return _page(jobs.events(job_id), after, limit)
+
+    @router.get("/fine_tuning/jobs/{job_id}/checkpoints")
+    def checkpoints(job_id: str, after: str | None = None, limit: int = 10):
+        jobs.get_job(job_id)  # an unknown job is a 404
+        return _page(jobs.ckpts.list(job_id), after, limit)
 
     @router.post("/fine_tuning/jobs/{job_id}/cancel")
     def cancel(job_id: str):

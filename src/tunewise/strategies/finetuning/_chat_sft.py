@@ -53,6 +53,19 @@ def _plain(messages: list[dict[str, Any]]) -> list[dict[str, str]]:
     return [{"role": m["role"], "content": m["content"]} for m in messages]
 
 
+class _EpochEnd:
+    """A TrainerCallback that hands the model to `on_epoch(epoch, step, model)` after each epoch (checkpoints)."""
+
+    def __new__(cls, on_epoch: Callable[[int, int, Any], None]):
+        from transformers import TrainerCallback
+
+        class EpochEnd(TrainerCallback):
+            def on_epoch_end(self, args, state, control, model=None, **kw):
+                on_epoch(round(state.epoch or 0), state.global_step, model)
+
+        return EpochEnd()
+
+
 class _Stop:
     """A TrainerCallback that ends training when `should_stop()` turns true (job cancelled)."""
 
@@ -71,11 +84,13 @@ def train_lora_on_chats(backend, conversations: list[list[dict]], validation: li
                         hyper: dict[str, Any], out_dir: Path, seed: int,
                         log: Callable[[dict[str, Any]], None] = lambda r: None,
                         should_stop: Callable[[], bool] = lambda: False,
-                        on_train_start: Callable[[Any], None] | None = None) -> tuple[Any, dict[str, Any]]:
+                        on_train_start: Callable[[Any], None] | None = None,
+                        on_epoch: Callable[[int, int, Any], None] | None = None) -> tuple[Any, dict[str, Any]]:
     """Train a LoRA adapter (lora's defaults) on the conversations, save it to out_dir/adapter, and return
     the trained PeftModel and the training stats (train_tokens, trainable_params, ...).
 
-    `hyper`: options of the lora strategy (epochs, batch_size, learning_rate, warmup_ratio, rank, ...)."""
+    `hyper`: options of the lora strategy (epochs, batch_size, learning_rate, warmup_ratio, rank, ...).
+    `on_epoch(epoch, step, model)` runs after each epoch (the jobs service saves checkpoints there)."""
     from peft import LoraConfig as PeftLoraConfig
     from peft import get_peft_model
     from transformers import DataCollatorForSeq2Seq
@@ -99,7 +114,8 @@ def train_lora_on_chats(backend, conversations: list[list[dict]], validation: li
     collator.tokenizer.padding_side = "right"
     ctx = FitContext(artifact_dir=out_dir, seed=seed, log=log, on_train_start=on_train_start)
     with _TRAIN_LOCK:  # Trainer and the global seeds are not meant for two trainings at once
-        stats = train(model, rows, [], collator, cfg, ctx, label=out_dir.name, callbacks=[_Stop(should_stop)])
+        callbacks = [_Stop(should_stop)] + ([_EpochEnd(on_epoch)] if on_epoch else [])
+        stats = train(model, rows, [], collator, cfg, ctx, label=out_dir.name, callbacks=callbacks)
     if eval_rows:
         stats["valid_loss"] = _mean_loss(model, eval_rows, collator)
     if not should_stop():

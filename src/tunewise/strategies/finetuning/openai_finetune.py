@@ -11,7 +11,9 @@ with a progress bar; its metrics go to the run's training curves and cost detail
 in `job.json`, so an interrupted run polls the same job on `--resume` instead of paying again.
 
 With an `openai:` model the job runs at that provider (OpenAI, Azure, `tunewise serve`, ...); with a
-local model it runs in-process on tunewise's own job service (LoRA, as `tunewise serve` does it).
+local model it runs in-process on tunewise's own job service (LoRA, as `tunewise serve` does it). With `job`,
+no job is started: the model of an existing one (e.g. what the user's unchanged openai SDK code trained on
+`tunewise serve`, or at OpenAI with `provider`) is scored with the same prompt as the other strategies.
 """
 
 from __future__ import annotations
@@ -60,6 +62,12 @@ class OpenAIFinetuneConfig(TrainConfig):
     max_tokens_per_example: int = Field(65_536, gt=0, description="Longest example the provider trains on; "
                                         "longer ones are flagged by the data check (and truncated there).")
     poll_seconds: float = Field(10.0, ge=0.05, le=600, description="Seconds between two status polls.")
+    job: str | None = Field(None, pattern=r"^ftjob-[A-Za-z0-9_-]{1,64}$", description="Score the model of this "
+                            "existing job (one your own openai SDK code started, e.g. against tunewise serve) "
+                            "instead of starting a new one; it is polled until it ends.")
+    provider: str | None = Field(None, pattern=r"^openai:", description="An openai: model whose endpoint (and key) "
+                                 "holds the job, e.g. 'openai:gpt-4o-mini-2024-07-18' for a job at OpenAI next to a "
+                                 "run on a local model; default: the run's model.")
 
 
 def conversations(task, examples) -> list[list[dict[str, str]]]:
@@ -94,13 +102,29 @@ class OpenAIFinetune(Strategy):
 
         return self.config.model or getattr(backend, "remote", None) or base_id(backend.name)
 
+    def _endpoint(self, backend):
+        """The backend the job lives at: `provider` when set, else the run's."""
+        if self.config.provider is None:
+            return backend
+        from tunewise.backends import load_backend
+
+        return load_backend(self.config.provider, "causal")
+
     def fit(self, backend, task, ctx):
+        backend = self._endpoint(backend)
         provider = self._provider(backend, ctx)
         state_file = ctx.artifact_dir / "job.json"
         state = json.loads(state_file.read_text(encoding="utf-8")) if state_file.is_file() else {}
         previous = (state.get("job") or {}).get("status")
         if state.get("job_id") and state.get("provider") == provider.kind and previous not in ("failed", "cancelled"):
             ctx.stats.update(state.get("estimate", {}))  # resume: poll the job already paid for
+        elif self.config.job:  # a job started elsewhere (the user's own SDK code): score its model
+            if not provider.remote:
+                raise UserError(f"strategies.{self.config.id}.job: an existing job lives at an API; use an openai: "
+                                "model (the run's, or set provider)")
+            state = {"provider": provider.kind, "job_id": self.config.job, "adopted": True,
+                     "base_url": getattr(backend, "base_url", None)}
+            state_file.write_text(json.dumps(state, indent=1), encoding="utf-8")
         else:
             state = self._start(provider, backend, task, ctx)
             state_file.write_text(json.dumps(state, indent=1), encoding="utf-8")
@@ -120,7 +144,7 @@ class OpenAIFinetune(Strategy):
         state = json.loads(state_file.read_text(encoding="utf-8"))
         if (state.get("job") or {}).get("status") != "succeeded":
             return None  # still running or failed: fit() resumes polling the stored job id
-        return self._predictor(backend, task, ctx, state)
+        return self._predictor(self._endpoint(backend), task, ctx, state)
 
     def _predictor(self, backend, task, ctx, state):
         from tunewise.strategies.prompting._common import prompt_predictor
