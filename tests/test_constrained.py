@@ -93,6 +93,25 @@ def test_a_template_that_knows_tools_renders_them_and_the_calls_validate(tiny_ca
         jsonschema.validate(json.loads(call["arguments"]), WEATHER)
 
 
+def test_tools_with_a_response_format_answer_in_the_format_or_call(backend):
+    body = json.loads(CASE.read_text(encoding="utf-8"))
+    body["tools"] = [{"type": "function", "function": {"name": "weather", "parameters": WEATHER}}]
+    body["response_format"] = {"type": "json_schema", "json_schema": {"name": "route", "schema": ROUTE}}
+    req = ChatRequest.model_validate(body)
+    plan = tools.plan(req)
+    prompt = tools.render(backend, req.messages, plan)
+    for seed in range(4):
+        [[out]] = lm.generate(backend, [prompt], lm.Params(160, 1.0, 1.0, (), 1, None, seed, plan.constraint))
+        message, finish = toolcalls.message(out.text, out.finish_reason)
+        if out.text.startswith("<tool_call>"):  # parallel calls may run on to the token limit
+            assert message["tool_calls"] and finish in ("tool_calls", "length")
+            for call in message["tool_calls"]:
+                jsonschema.validate(json.loads(call["function"]["arguments"]), WEATHER)
+        else:
+            assert finish == "stop" and "tool_calls" not in message
+            jsonschema.validate(json.loads(message["content"]), ROUTE)
+
+
 @pytest.mark.slow
 def test_tool_calls_on_the_embedded_smollm2_parse_and_validate():
     from tunewise.backends import load_backend

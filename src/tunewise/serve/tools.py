@@ -159,7 +159,8 @@ def plan(req) -> OutputPlan:
         fmt = {"type": "tags_with_separator", "tags": tags, "separator": "\n", "at_least_one": True,
                "stop_after_first": not req.parallel_tool_calls}
         if choice == "auto":  # an answer in the response format, or calls
-            fmt = {"type": "or", "elements": [{"type": "json_schema", "json_schema": answer}, fmt]}
+            fmt = {"type": "or", "elements": [{"type": "json_schema", "json_schema": answer, "max_whitespace_cnt": 1},
+                                              fmt]}
     else:
         fmt = {"type": "triggered_tags", "triggers": [OPEN], "tags": tags,
                "stop_after_first": not req.parallel_tool_calls}
