@@ -15,7 +15,7 @@ from _serving import Stub, chat_reply
 from _toolmodels import HERMES_TEMPLATE
 from conftest import keyword_task
 from tunewise.errors import UserError
-from tunewise.serve import lm, toolcalls, tools
+from tunewise.serve import lm, toolcalls, toolprompt, tools
 from tunewise.serve.schemas import ChatRequest
 from tunewise.strategies.base import FitContext
 
@@ -78,8 +78,8 @@ def test_a_template_that_knows_tools_renders_them_and_the_calls_validate(tiny_ca
     body["tools"].append({"type": "function", "function": {"name": "weather", "parameters": WEATHER}})
     req = ChatRequest.model_validate({**body, "tool_choice": {"type": "function", "function": {"name": "weather"}}})
     plan = tools.plan(req)
-    prompt = tools.render(native, req.messages, plan)
-    assert tools.knows_tools(tokenizer) and not tools.knows_tools(backend.tokenizer)
+    prompt = toolprompt.render(native, req.messages, plan)
+    assert toolprompt.knows_tools(tokenizer) and not toolprompt.knows_tools(backend.tokenizer)
     assert "# Tools" in prompt and '"name": "weather"' in prompt  # the template's own tool section
     assert '<tool_call>\n{"name": "opening_hours", "arguments": {"branch": "Elm Street"}}\n</tool_call>' in prompt
     assert '<tool_response>\n{"open": true, "hours": "10:00-18:00"}\n</tool_response>' in prompt
@@ -99,7 +99,7 @@ def test_tools_with_a_response_format_answer_in_the_format_or_call(backend):
     body["response_format"] = {"type": "json_schema", "json_schema": {"name": "route", "schema": ROUTE}}
     req = ChatRequest.model_validate(body)
     plan = tools.plan(req)
-    prompt = tools.render(backend, req.messages, plan)
+    prompt = toolprompt.render(backend, req.messages, plan)
     for seed in range(4):
         [[out]] = lm.generate(backend, [prompt], lm.Params(160, 1.0, 1.0, (), 1, None, seed, plan.constraint))
         message, finish = toolcalls.message(out.text, out.finish_reason)
@@ -124,7 +124,7 @@ def test_tool_calls_on_the_embedded_smollm2_parse_and_validate():
     for choice, parallel in (("required", False), ("required", True), ("auto", True)):
         req = ChatRequest.model_validate({**body, "tool_choice": choice, "parallel_tool_calls": parallel})
         plan = tools.plan(req)
-        prompt = tools.render(smol, req.messages, plan)
+        prompt = toolprompt.render(smol, req.messages, plan)
         [[out]] = lm.generate(smol, [prompt], lm.Params(96, 0.0, constraint=plan.constraint))
         message, finish = toolcalls.message(out.text, out.finish_reason)
         for call in message.get("tool_calls", []):

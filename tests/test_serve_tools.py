@@ -126,7 +126,7 @@ def test_streamed_tool_call_deltas_add_up_to_the_whole_reply(client, base):
 
 
 def test_the_tool_messages_case_answers_with_the_tool_result_in_the_prompt(server, base, local):
-    from tunewise.serve import tools
+    from tunewise.serve import toolprompt, tools
     from tunewise.serve.schemas import ChatRequest
 
     body = {**json.loads(CASE.read_text(encoding="utf-8")), "model": base}  # the same chat template as SmolLM2's
@@ -137,14 +137,14 @@ def test_the_tool_messages_case_answers_with_the_tool_result_in_the_prompt(serve
     for call in choice["message"].get("tool_calls") or []:
         jsonschema.validate(json.loads(call["function"]["arguments"]), body["tools"][0]["function"]["parameters"])
     req = ChatRequest.model_validate(body)
-    prompt = tools.render(local, req.messages, tools.plan(req))
+    prompt = toolprompt.render(local, req.messages, tools.plan(req))
     assert '{"open": true, "hours": "10:00-18:00"}' in prompt and '"name": "opening_hours"' in prompt
     assert reply["usage"]["prompt_tokens"] == local.count_tokens(prompt)
 
 
 def test_the_openai_sdk_tool_loop_completes(client, base, local):
     """The loop of OpenAI's function-calling guide: call, run the tool, send the result, get the answer."""
-    from tunewise.serve import tools
+    from tunewise.serve import toolprompt, tools
     from tunewise.serve.schemas import ChatRequest
 
     ran: list[dict] = []
@@ -169,7 +169,7 @@ def test_the_openai_sdk_tool_loop_completes(client, base, local):
     assert ran and all(jsonschema.validate(args, WEATHER) is None for args in ran)
     assert reply.choices[0].finish_reason in ("stop", "length")
     req = ChatRequest.model_validate({"model": base, "messages": messages, "tools": TOOLS[1:]})
-    prompt = tools.render(local, req.messages, tools.plan(req))
+    prompt = toolprompt.render(local, req.messages, tools.plan(req))
     assert '"temperature": 21' in prompt and reply.usage.prompt_tokens == local.count_tokens(prompt)
 
 
@@ -230,6 +230,13 @@ def test_bad_tool_schemas_get_openai_shaped_400s(server, base):
         ({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": 5}}}},
          "response_format.json_schema.schema"),
         ({"response_format": {"type": "xml"}}, "response_format.type"),
+        # valid JSON schemas that no grammar can enforce (a look-behind pattern, an impossible range)
+        ({"tools": [tool(), tool("g", {"type": "object", "properties": {"a": {"type": "string",
+                                                                                  "pattern": "(?<=a)b"}}})]},
+         "tools[1].function.parameters"),
+        ({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {
+            "type": "object", "properties": {"n": {"type": "integer", "minimum": 5, "maximum": 1}}}}}},
+         "response_format.json_schema.schema"),
     ]
     for extra, param in cases:
         status, body = raw_post(server, {"model": base, "messages": USER, **extra})

@@ -100,14 +100,14 @@ class Recorder:
     def check_tool_results_reached_the_prompt(self, backend) -> int:
         """For every request that carried a tool result: it is in the prompt the server rendered, whose size
         the server reported. Returns how many such requests there were."""
-        from tunewise.serve import tools
+        from tunewise.serve import toolprompt, tools
         from tunewise.serve.schemas import ChatRequest
 
         seen = 0
         for body, reply in self.exchanges:
             if any(m.get("role") == "tool" for m in body["messages"]):
                 req = ChatRequest.model_validate(body)
-                prompt = tools.render(backend, req.messages, tools.plan(req))
+                prompt = toolprompt.render(backend, req.messages, tools.plan(req))
                 assert HOURS in prompt
                 assert reply["usage"]["prompt_tokens"] == backend.count_tokens(prompt)
                 seen += 1

@@ -18,6 +18,7 @@ tokens are fed back); here a row whose grammar has ended, or that stopped by oth
 from __future__ import annotations
 
 import json
+import re
 import threading
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -96,8 +97,9 @@ def compile_constraint(model, tokenizer, constraint: Constraint):
             return compiler.compile_json_schema('{"type": "object"}', any_whitespace=False, strict_mode=False)
         return compiler.compile_structural_tag(constraint.spec)
     except (RuntimeError, ValueError, TypeError) as err:
-        text = str(err).strip().splitlines()
-        raise ConstraintError(text[-1] if text else type(err).__name__) from None
+        lines = str(err).strip().splitlines()
+        text = re.sub(r"^\[[\d:]+\]\s+\S+:\d+:\s*", "", lines[-1]) if lines else type(err).__name__
+        raise ConstraintError(text) from None  # (without xgrammar's "[time] file.cc:line:" prefix)
 
 
 class GrammarLogitsProcessor:

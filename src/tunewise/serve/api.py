@@ -6,8 +6,8 @@ or the prompt): its own prompt, demonstrations, adapter or classifier apply. The
 models are raw language models: chat template, sampling, streaming, and log-probabilities (chat
 `logprobs`/`top_logprobs`; completions `echo` + `logprobs` to score continuations). Every failure is an
 OpenAI-shaped error; no input can crash the server. Raw models also take `tools` (tool calls in the reply,
-tool turns in the history) and `response_format`, both generated under a grammar (`tools.py`, `toolcalls.py`);
-strategies refuse them with a 400 that names the models that take them.
+tool turns in the history) and `response_format`, both generated under a grammar (`tools.py`,
+`toolprompt.py`, `toolcalls.py`); strategies refuse them with a 400 that names the models that take them.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
 
-from tunewise.serve import lm, sse, toolcalls, tools
+from tunewise.serve import lm, sse, toolcalls, toolprompt, tools
 from tunewise.serve.errors import ApiError, error_body, json_object
 from tunewise.serve.hub import Entry, ModelHub
 from tunewise.serve.schemas import ChatRequest, ClassifyRequest, CompletionRequest
@@ -146,9 +146,9 @@ def create_app(hub: ModelHub, jobs=None, api_key: str | None = None) -> FastAPI:
             tools.refuse_for_strategy(entry.id, req, [e.id for e in hub.entries.values() if e.predictor is None])
             return await _chat_strategy(entry, req, meta)
         plan = tools.plan(req)
-        tools.check_history(req.messages)
+        toolprompt.check_history(req.messages)
         try:
-            prompt = tools.render(entry.backend, req.messages, plan)
+            prompt = toolprompt.render(entry.backend, req.messages, plan)
         except Exception as err:  # the chat template rejects this conversation
             raise ApiError(400, f"messages: {str(err).splitlines()[0]}", "messages") from None
         prompt_tokens = hub.count(prompt)
@@ -190,17 +190,14 @@ def create_app(hub: ModelHub, jobs=None, api_key: str | None = None) -> FastAPI:
             "usage": _usage(prompt_tokens, sum(c.tokens for c in choices))}
 
     async def _compiles(entry: Entry, plan) -> None:
-        """Build the reply's grammar now (on the model thread), so a schema the grammar library refuses is a 400."""
-        from tunewise.backends.constrained import ConstraintError, compile_constraint
-
-        backend = entry.backend
-        try:
-            await wait(hub.worker.call(lambda: compile_constraint(backend.model, backend.tokenizer, plan.constraint)))
-        except ConstraintError as err:
-            param, code = ("tools", "invalid_function_parameters") if plan.calls else \
-                ("response_format", "invalid_json_schema")
-            raise ApiError(400, f"Invalid schema in '{param}': the grammar library cannot constrain output to it "
-                           f"({err}).", param, code) from None
+        """Build the reply's grammar now (on the model thread), so a schema the grammar library refuses is a 400
+        naming it."""
+        refused = await wait(hub.worker.call(lambda: tools.refused_schema(entry.backend, plan)))
+        if refused is not None:
+            param, reason = refused
+            code = "invalid_function_parameters" if param.startswith("tools") else "invalid_json_schema"
+            raise ApiError(400, f"Invalid schema in '{param}': output cannot be constrained to it ({reason}).",
+                           param, code)
 
     async def _chat_strategy(entry: Entry, req: ChatRequest, meta: dict[str, Any]):
         users = [m.text() for m in req.messages if m.role == "user"]

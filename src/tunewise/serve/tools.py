@@ -14,12 +14,12 @@ A model whose chat template renders `tools` and knows this format gets the tools
 its own template; any other model gets a generic tool prompt in the system message, and the history's tool
 calls and results as text in the same format. Either way the reply is generated under a grammar: free text
 (tool_choice auto) or not, then calls whose `name` is a declared function and whose `arguments` follow that
-function's JSON schema; so every call parses and validates. `toolcalls.py` reads the calls back.
+function's JSON schema; so every call parses and validates. `toolprompt.py` renders the prompt, `toolcalls.py`
+reads the calls back.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -45,7 +45,8 @@ class OutputPlan:
         return {t["function"]["name"]: t["function"].get("parameters") or {"type": "object"} for t in self.tools}
 
 
-def _bad(message: str, param: str, code: str = "invalid_value") -> ApiError:
+def bad(message: str, param: str, code: str = "invalid_value") -> ApiError:
+    """An OpenAI-shaped 400 naming the parameter."""
     return ApiError(400, message, param, code)
 
 
@@ -54,30 +55,30 @@ def check_schema(schema: Any, what: str, param: str, code: str) -> None:
     import jsonschema
 
     if not isinstance(schema, dict):
-        raise _bad(f"Invalid schema for {what}: expected a JSON Schema object, got {type(schema).__name__}.", param,
-                   code)
+        raise bad(f"Invalid schema for {what}: expected a JSON Schema object, got {type(schema).__name__}.", param,
+                  code)
     try:
         jsonschema.validators.validator_for(schema).check_schema(schema)
     except jsonschema.SchemaError as err:
         where = "/".join(str(p) for p in err.absolute_path) or "(root)"
-        raise _bad(f"Invalid schema for {what}: at {where}: {err.message}", param, code) from None
+        raise bad(f"Invalid schema for {what}: at {where}: {err.message}", param, code) from None
     if schema.get("type", "object") != "object":
-        raise _bad(f"Invalid schema for {what}: schema must be a JSON Schema of 'type: \"object\"', got 'type: "
-                   f"\"{schema.get('type')}\"'.", param, code)
+        raise bad(f"Invalid schema for {what}: schema must be a JSON Schema of 'type: \"object\"', got 'type: "
+                  f"\"{schema.get('type')}\"'.", param, code)
 
 
 def _function(tool: Any, i: int) -> dict[str, Any]:
     param = f"tools[{i}]"
     if not isinstance(tool, dict) or tool.get("type", "function") != "function":
-        raise _bad(f"Invalid '{param}': only tools of type 'function' are supported.", f"{param}.type")
+        raise bad(f"Invalid '{param}': only tools of type 'function' are supported.", f"{param}.type")
     fn = tool.get("function")
     if not isinstance(fn, dict):
-        raise _bad(f"Missing required parameter: '{param}.function'.", f"{param}.function",
-                   "missing_required_parameter")
+        raise bad(f"Missing required parameter: '{param}.function'.", f"{param}.function",
+                  "missing_required_parameter")
     name = fn.get("name")
     if not isinstance(name, str) or not NAME.match(name):
-        raise _bad(f"Invalid '{param}.function.name': string does not match pattern. Expected a string that matches "
-                   "the pattern '^[a-zA-Z0-9_-]{1,64}$'.", f"{param}.function.name", "invalid_value")
+        raise bad(f"Invalid '{param}.function.name': string does not match pattern. Expected a string that matches "
+                  "the pattern '^[a-zA-Z0-9_-]{1,64}$'.", f"{param}.function.name", "invalid_value")
     params = fn.get("parameters", {"type": "object", "properties": {}})
     check_schema(params, f"function '{name}'", f"{param}.function.parameters", "invalid_function_parameters")
     out = {"name": name, "parameters": params}
@@ -92,16 +93,16 @@ def _choice(value: Any, names: list[str]) -> tuple[str, str | None]:
         return ("auto" if names else "none"), None
     if value in ("auto", "none", "required"):
         if value == "required" and not names:
-            raise _bad("Invalid value for 'tool_choice': 'required' needs 'tools'.", "tool_choice")
+            raise bad("Invalid value for 'tool_choice': 'required' needs 'tools'.", "tool_choice")
         return value, None
     name = value.get("function", {}).get("name") if isinstance(value, dict) and value.get("type") == "function" \
         and isinstance(value.get("function"), dict) else None
     if not isinstance(name, str):
-        raise _bad("Invalid value for 'tool_choice': expected 'none', 'auto', 'required' or {\"type\": \"function\", "
-                   "\"function\": {\"name\": ...}}.", "tool_choice")
+        raise bad("Invalid value for 'tool_choice': expected 'none', 'auto', 'required' or {\"type\": \"function\", "
+                  "\"function\": {\"name\": ...}}.", "tool_choice")
     if name not in names:
-        raise _bad(f"Invalid value for 'tool_choice': no function named '{name}' was specified in 'tools'.",
-                   "tool_choice")
+        raise bad(f"Invalid value for 'tool_choice': no function named '{name}' was specified in 'tools'.",
+                  "tool_choice")
     return "forced", name
 
 
@@ -122,12 +123,12 @@ def _response_format(value: Any) -> dict[str, Any] | None:
     if kind == "json_object":
         return {"type": "object"}
     if kind != "json_schema":
-        raise _bad("Invalid 'response_format.type': expected 'text', 'json_object' or 'json_schema'.",
-                   "response_format.type")
+        raise bad("Invalid 'response_format.type': expected 'text', 'json_object' or 'json_schema'.",
+                  "response_format.type")
     spec = value.get("json_schema")
     if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) or not NAME.match(spec["name"]):
-        raise _bad("Invalid 'response_format.json_schema': give a 'name' (a-z, A-Z, 0-9, '_' or '-', up to 64) "
-                   "and a 'schema'.", "response_format.json_schema")
+        raise bad("Invalid 'response_format.json_schema': give a 'name' (a-z, A-Z, 0-9, '_' or '-', up to 64) "
+                  "and a 'schema'.", "response_format.json_schema")
     schema = spec.get("schema", {"type": "object"})
     check_schema(schema, f"response_format '{spec['name']}'", "response_format.json_schema.schema",
                  "invalid_json_schema")
@@ -137,14 +138,14 @@ def _response_format(value: Any) -> dict[str, Any] | None:
 def plan(req) -> OutputPlan:
     """The OutputPlan of a ChatRequest (tools, tool_choice, parallel_tool_calls, response_format); 400 if bad."""
     if req.tools is not None and not isinstance(req.tools, list):
-        raise _bad("Invalid 'tools': expected an array of function tools.", "tools")
+        raise bad("Invalid 'tools': expected an array of function tools.", "tools")
     tools = [_function(t, i) for i, t in enumerate(req.tools or [])]
     names = [t["function"]["name"] for t in tools]
     if len(set(names)) < len(names):
-        raise _bad("Invalid 'tools': function names must be unique.", "tools")
+        raise bad("Invalid 'tools': function names must be unique.", "tools")
     if req.tool_choice is not None and not tools:
-        raise _bad("Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' are specified.",
-                   "tool_choice")
+        raise bad("Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' are specified.",
+                  "tool_choice")
     choice, forced = _choice(req.tool_choice, names)
     answer = _response_format(req.response_format)
     if choice == "none" or not tools:
@@ -168,108 +169,22 @@ def plan(req) -> OutputPlan:
     return OutputPlan(tuple(tools), choice, constraint, True)
 
 
-# --- the prompt ------------------------------------------------------------------------------------------
-def knows_tools(tokenizer) -> bool:
-    """The chat template renders `tools` and writes calls in the Hermes <tool_call> format."""
-    template = getattr(tokenizer, "chat_template", None) or ""
-    template = " ".join(template.values()) if isinstance(template, dict) else template
-    return "tools" in template and OPEN in template
+def refused_schema(backend, plan_: OutputPlan) -> tuple[str, str] | None:
+    """(parameter, reason) when the grammar library cannot build the plan's grammar, naming the tool whose
+    schema it refuses; None when it builds (the compiled grammar stays in xgrammar's cache for the reply)."""
+    from tunewise.backends.constrained import ConstraintError, compile_constraint
 
-
-def generic_tool_prompt(tools: tuple[dict[str, Any], ...], choice: str) -> str:
-    """The system-message block that shows tools to a model whose template does not know them."""
-    lines = ["You may call one or more functions to help with the user's request. The functions:", "<tools>",
-             *(json.dumps(t["function"], ensure_ascii=False) for t in tools), "</tools>",
-             f"To call a function, write its name and arguments as JSON in {OPEN}{CLOSE} tags:",
-             f'{OPEN}\n{{"name": "<function name>", "arguments": <arguments as a JSON object>}}\n{CLOSE}',
-             "Results come back in <tool_response></tool_response> tags."]
-    if choice == "auto":
-        lines.append("If no function is needed, answer in plain text.")
-    return "\n".join(lines)
-
-
-def _call_text(call: dict[str, Any]) -> str:
-    fn = call.get("function") or {}
-    args = fn.get("arguments")
-    args = args if isinstance(args, str) and args.strip() else json.dumps(args if args is not None else {})
-    return f'{OPEN}\n{{"name": {json.dumps(fn.get("name", ""))}, "arguments": {args}}}\n{CLOSE}'
-
-
-def _arguments(text: Any) -> Any:
     try:
-        return json.loads(text) if isinstance(text, str) else text
-    except ValueError:
-        return text
-
-
-def chat_messages(messages, plan_: OutputPlan, native: bool) -> list[dict[str, Any]]:
-    """OpenAI messages as the chat template takes them. native: tool calls and results as structured messages
-    for a template that knows tools; otherwise as Hermes text (calls in the assistant turn, results as a user
-    turn), with the generic tool prompt in the system message when tools are offered."""
-    out: list[dict[str, Any]] = []
-    for m in messages:
-        role = "system" if m.role == "developer" else m.role
-        calls = m.tool_calls or []
-        if role in ("tool", "function"):
-            content = m.text()
-            if native:
-                out.append({"role": "tool", "content": content, **({"name": m.name} if m.name else {})})
-            elif out and out[-1].get("tool_results"):  # results of parallel calls: one user turn
-                out[-1]["content"] += f"\n<tool_response>\n{content}\n</tool_response>"
-            else:
-                out.append({"role": "user", "content": f"<tool_response>\n{content}\n</tool_response>",
-                            "tool_results": True})
-        elif role == "assistant" and calls:
-            if native:
-                out.append({"role": "assistant", "content": m.text(), "tool_calls": [
-                    {"type": "function", "function": {"name": c["function"]["name"],
-                                                      "arguments": _arguments(c["function"].get("arguments"))}}
-                    for c in calls]})
-            else:
-                out.append({"role": "assistant", "content": "\n".join(filter(None, [m.text(),
-                                                                                  *map(_call_text, calls)]))})
-        else:
-            out.append({"role": role, "content": m.text()})
-    for m in out:
-        m.pop("tool_results", None)
-    if plan_.tools and not native:
-        block = generic_tool_prompt(plan_.tools, plan_.choice)
-        if out and out[0]["role"] == "system":
-            out[0]["content"] = f"{out[0]['content']}\n\n{block}" if out[0]["content"] else block
-        else:
-            out.insert(0, {"role": "system", "content": block})
-    return out
-
-
-def check_history(messages) -> None:
-    """Every tool message answers a call of an earlier assistant message (OpenAI's rule), else a 400."""
-    pending: set[str] = set()
-    for i, m in enumerate(messages):
-        if m.role == "assistant":
-            pending = {c["id"] for c in (m.tool_calls or []) if c.get("id")}
-            for j, c in enumerate(m.tool_calls or []):
-                fn = c.get("function") if isinstance(c, dict) else None
-                if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
-                    raise _bad(f"Invalid 'messages[{i}].tool_calls[{j}]': expected {{\"id\", \"type\": \"function\", "
-                               "\"function\": {\"name\", \"arguments\"}}.", f"messages[{i}].tool_calls")
-        elif m.role == "tool":
-            if not m.tool_call_id:
-                raise _bad(f"Missing required parameter: 'messages[{i}].tool_call_id'.",
-                           f"messages[{i}].tool_call_id", "missing_required_parameter")
-            if m.tool_call_id not in pending:
-                raise _bad(f"Invalid parameter: messages with role 'tool' must be a response to a preceding message "
-                           f"with 'tool_calls' (messages[{i}].tool_call_id '{m.tool_call_id}' answers none).",
-                           f"messages[{i}].tool_call_id")
-
-
-def render(backend, messages, plan_: OutputPlan) -> str:
-    """The prompt for a raw model: the chat template over the converted messages (and tools, when native)."""
-    native = knows_tools(backend.tokenizer)
-    converted = chat_messages(messages, plan_, native)
-    if native:
-        return backend.tokenizer.apply_chat_template(converted, tools=list(plan_.tools) or None, tokenize=False,
-                                                     add_generation_prompt=True)
-    return backend.render(converted, add_generation_prompt=True)
+        compile_constraint(backend.model, backend.tokenizer, plan_.constraint)
+        return None
+    except ConstraintError as err:
+        for i, tool in enumerate(plan_.tools):
+            try:
+                compile_constraint(backend.model, backend.tokenizer, Constraint.json_schema(
+                    tool["function"]["parameters"]))
+            except ConstraintError as one:
+                return f"tools[{i}].function.parameters", str(one)
+        return ("tools" if plan_.calls else "response_format.json_schema.schema"), str(err)
 
 
 def refuse_for_strategy(model: str, req, raw_models: list[str]) -> None:
