@@ -121,6 +121,11 @@ class ExperimentConfig(Strict):
         default_factory=lambda: ["zero-shot", "few-shot", "lora", "full-finetune", "head-only"],
         validate_default=True,
         description="Strategies to compare: names, or mappings with 'name' and the strategy's options.")
+    metric: Literal["auto", "accuracy", "macro_f1", "balanced_accuracy", "mcc", "exact_match", "token_f1"] = Field(
+        "auto", description="The primary metric that ranks strategies and decides the verdict. auto: macro-F1 "
+        "when one class holds over 60% of the test labels (accuracy would reward always answering it), else "
+        "accuracy; exact_match for generation. accuracy, macro_f1, balanced_accuracy and mcc apply to "
+        "classification, exact_match and token_f1 to generation.")
     seed: int = Field(0, description="Seed for splits, sampling and training.")
     device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="Where models run.")
     output_dir: str = Field("runs", description="Folder in which each run gets its own subfolder.")
