@@ -38,6 +38,8 @@ def test_run_end_to_end_and_show(tmp_path, sentiment_csv, tiny_causal, tiny_enco
     run_dir = Path(result.output.strip().splitlines()[-1].split("run folder: ")[1])
     assert (run_dir / "config.yaml").is_file()
     results = json.loads((run_dir / "results.json").read_text())
+    assert {r["strategy"] for r in results if r["family"] == "baseline"} == {"majority-baseline", "random-baseline"}
+    results = [r for r in results if r["family"] != "baseline"]
     assert {r["strategy"] for r in results} == {"zero-shot", "few-shot", "lora", "full-finetune", "head-only"}
     assert all(r["status"] == "done" for r in results)
     splits = json.loads((run_dir / "splits.json").read_text())
@@ -81,7 +83,7 @@ def test_resume_finishes_only_what_was_not_finished(tmp_path, sentiment_csv, tin
     store = Store(run_dir / "tunewise.db")
     run_id = store.run()["id"]
     assert store.run()["status"] == "interrupted"
-    assert {r["strategy"]: r["status"] for r in store.results(run_id)} == {
+    assert {r["strategy"]: r["status"] for r in store.results(run_id) if r["family"] != "baseline"} == {
         "zero-shot": "done", "few-shot": "done", "lora": "interrupted"}
     done_before = {r["strategy"]: r["finished_at"] for r in store.results(run_id) if r["status"] == "done"}
     # The LoRA adapter was trained and saved before the interrupt: resume must reuse it, not retrain.
@@ -96,7 +98,7 @@ def test_resume_finishes_only_what_was_not_finished(tmp_path, sentiment_csv, tin
     second = CliRunner().invoke(app, ["run", "--resume", str(run_dir)])
     assert second.exit_code == 0, second.output
     results = {r["strategy"]: r for r in store.results(run_id)}
-    assert all(r["status"] == "done" for r in results.values()) and len(results) == 5
+    assert all(r["status"] == "done" for r in results.values()) and len(results) == 5 + 2  # and two baselines
     assert {s: results[s]["finished_at"] for s in done_before} == done_before  # not redone
     assert not fitted, "resume retrained LoRA although its adapter was saved"
     assert store.run()["status"] == "done"
@@ -117,4 +119,4 @@ def test_training_on_fake_backend_fails_before_anything_runs(tmp_path, sentiment
     assert "error:" in result.output and "Traceback" not in result.output
     run_dir = next((tmp_path / "runs").iterdir())
     store = Store(run_dir / "tunewise.db")
-    assert store.results(store.run()["id"]) == []  # nothing started
+    assert [r for r in store.results(store.run()["id"]) if r["family"] != "baseline"] == []  # no strategy started

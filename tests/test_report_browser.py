@@ -175,7 +175,9 @@ def test_curve_and_report_of_a_real_run(real_run):
     curve = json.loads((real_run / "curve.json").read_text())
     sizes = sorted(p["train_examples"] for p in curve["points"] if p["strategy"] == "head-only")
     assert sizes[0] == 6 and sizes[-1] > 6 and len(sizes) == 2  # the curve point and the run's own full size
-    assert {b["strategy"] for b in curve["baselines"]} == {"zero-shot", "few-shot"}
+    assert {b["strategy"] for b in curve["baselines"] if b["family"] == "prompting"} == {"zero-shot", "few-shot"}
+    assert {b["strategy"] for b in curve["baselines"] if b["family"] == "baseline"} == {"majority-baseline",
+                                                                                        "random-baseline"}
     assert len(list((real_run / "curve").iterdir())) == 1  # one sub-run per size
     html = (real_run / "report.html").read_text(encoding="utf-8")
     assert 'id="chart-curve"' in html and (real_run / "results.csv").is_file()
@@ -220,13 +222,14 @@ def _check_page(b: Chromium) -> None:
     for sel in ("#chart-pareto svg", "#chart-breakeven svg", "#chart-curve svg", ".chart-loss svg"):
         shown = b.js(f"({visible})({json.dumps(sel)})")
         assert shown and all(shown), f"{sel} not visible: {shown}"
-    assert b.js("document.querySelectorAll('#leaderboard-table tbody tr').length") == 3
+    assert b.js("document.querySelectorAll('#leaderboard-table tbody tr').length") == 5  # and two baselines
     order = "Array.from(document.querySelectorAll('#leaderboard-table tbody tr')).map(r => r.dataset.strategy)"
     b.click("#leaderboard-table th:nth-child(1)")
-    assert b.js(order) == ["few-shot", "head-only", "zero-shot"]
+    names = ["few-shot", "head-only", "majority-baseline", "random-baseline", "zero-shot"]
+    assert b.js(order) == names
     assert b.js("document.querySelector('#leaderboard-table th').getAttribute('aria-sort')") == "ascending"
     b.click("#leaderboard-table th:nth-child(1)")
-    assert b.js(order) == ["zero-shot", "head-only", "few-shot"]
+    assert b.js(order) == names[::-1]
     col = b.js("Array.from(document.querySelectorAll('#leaderboard-table th')).findIndex("
                "h => h.innerText.startsWith('latency')) + 1")
     b.click(f"#leaderboard-table th:nth-child({col})")

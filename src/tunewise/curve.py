@@ -3,7 +3,8 @@
 `run_curve(RUN, sizes)` re-runs the fine-tuning strategies of a finished run with `task.max_train_examples`
 set to each size (same seed, so the same test examples), each as its own run under RUN/curve/, and writes
 RUN/curve.json: one point per (strategy, size), the run's own full-size results as the last point, and
-its prompting strategies as baselines (they do not depend on the training-set size). The report draws it.
+its prompting strategies and trivial baselines as horizontal references (they do not depend on the
+training-set size). The report draws it.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ def run_curve(run_dir: str | Path, sizes: list[int]) -> Path:
                            f"curve size {size}")
         sub_dir = run_experiment(sub)
         for r in json.loads((sub_dir / "results.json").read_text(encoding="utf-8")):
-            if r["status"] == "done":
+            if r["status"] == "done" and r["family"] != "baseline":  # the trivial baselines are the run's own
                 curve["points"].append(_point(r, size, str(sub_dir.relative_to(run_dir))))
         _write(curve_file, curve, done, tuned, run)
     _write(curve_file, curve, done, tuned, run)
@@ -79,6 +80,7 @@ def _write(path: Path, curve: dict[str, Any], done: dict[str, dict], tuned, run:
     points += [_point(done[s], None, ".") for s in tuned_ids if s in done]  # the run's own, full-size points
     metric = next((r["metrics"]["primary"] for r in done.values()), "accuracy")
     curve = {"metric": metric, "run": run["id"], "points": points,
-             "baselines": [{k: v for k, v in _point(r, None, ".").items() if k not in ("size", "train_examples")}
-                           for s, r in done.items() if s not in tuned_ids and r["family"] == "prompting"]}
+             "baselines": [{**{k: v for k, v in _point(r, None, ".").items() if k not in ("size", "train_examples")},
+                            "family": r["family"]}
+                           for s, r in done.items() if s not in tuned_ids and r["family"] in ("prompting", "baseline")]}
     path.write_text(json.dumps(curve, indent=1), encoding="utf-8")

@@ -78,6 +78,7 @@ def run_experiment(config: ExperimentConfig | None = None, resume: str | Path | 
         store = Store(run_dir / DB_NAME)
         store.create_run(run_id, config_to_dict(config), environment(config.device))
     _write_splits(run_dir, task)
+    _run_baselines(task, config, store, run_id)
     console.print(f"[bold]task[/] {task.summary()}")
     console.print(f"[bold]run folder[/] {run_dir}")
     backends = _load_backends(config, strategies)
@@ -124,6 +125,30 @@ def _write_splits(run_dir: Path, task: Task) -> None:
     (run_dir / "splits.json").write_text(json.dumps(splits, indent=1), encoding="utf-8")
 
 
+def _run_baselines(task: Task, config: ExperimentConfig, store: Store, run_id: str) -> None:
+    """Score the trivial baselines (evaluation/baselines.py) on the test split and store them as results of
+    family 'baseline' at zero cost; already stored ones are kept (resume). Also checks `metric:` against the
+    task kind before any strategy starts."""
+    from tunewise.evaluation.baselines import FAMILY, baselines
+    from tunewise.evaluation.metrics import choose_primary
+
+    choose_primary(task.kind, [e.target for e in task.test], config.metric)  # a wrong `metric:` fails now
+    for b in baselines(task, config.seed):
+        if store.result_status(run_id, b.id) == "done":
+            continue
+        metrics = evaluate(task, task.test, b.outputs, seed=config.seed, metric=config.metric)
+        store.start_result(run_id, b.id, b.id, FAMILY)
+        store.add_predictions(run_id, b.id, [
+            {"example_id": e.id, "position": i, "input": e.input, "target": e.target, "output": out,
+             "score": per_example_score(task, e, out), "prompt_tokens": 0, "completion_tokens": 0, "latency_s": 0.0}
+            for i, (e, out) in enumerate(zip(task.test, b.outputs, strict=True))])
+        cost = {**dict.fromkeys(("trainable_params", "total_params", "trainable_share", "train_seconds",
+                                 "train_tokens", "train_examples", "prompt_tokens_per_example",
+                                 "completion_tokens_per_example", "seconds_per_example", "peak_rss_mb",
+                                 "artifact_mb"), 0), "details": {"baseline": b.description}}
+        store.finish_result(run_id, b.id, metrics, cost, None)
+
+
 def _run_strategy(strategy, backend, task: Task, config: ExperimentConfig, store: Store, run_id: str,
                   run_dir: Path, progress) -> str | None:
     sid = strategy.config.id
@@ -148,7 +173,7 @@ def _run_strategy(strategy, backend, task: Task, config: ExperimentConfig, store
         rows = store.predictions(run_id, sid)
         by_id = {r["example_id"]: r for r in rows}
         outputs = [by_id[e.id]["output"] for e in task.test]
-        metrics = evaluate(task, task.test, outputs, seed=config.seed)
+        metrics = evaluate(task, task.test, outputs, seed=config.seed, metric=config.metric)
         cost = _cost(ctx.stats, rows, backend, mem.peak_mb, art)
         cost["details"].update(extraction_summary(r["trace"] for r in rows))  # reasoning strategies only
         store.finish_result(run_id, sid, metrics, cost, str(art))

@@ -96,7 +96,9 @@ class Store:
                             "WHERE run_id=? AND strategy=?", (status, error, time.time(), run_id, strategy))
 
     def results(self, run_id: str) -> list[dict[str, Any]]:
-        rows = self.db.execute("SELECT * FROM results WHERE run_id=? ORDER BY started_at", (run_id,))
+        """Every result of the run in the order it started, the trivial baselines (family 'baseline') last."""
+        rows = self.db.execute("SELECT * FROM results WHERE run_id=? ORDER BY family = 'baseline', started_at",
+                               (run_id,))
         out = []
         for r in rows:
             d = dict(r)
