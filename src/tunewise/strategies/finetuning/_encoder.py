@@ -11,6 +11,7 @@ import torch
 from tunewise.data import Example, Task
 from tunewise.errors import UserError
 from tunewise.strategies.base import FitContext, Prediction, Predictor
+from tunewise.strategies.finetuning._collapse import train_guarded
 from tunewise.strategies.finetuning._train import TrainConfig, seed_everything, train
 
 
@@ -70,10 +71,14 @@ def fit_classifier(backend, task: Task, ctx: FitContext, cfg: TrainConfig, froze
     train_split = training_split(task, cfg.max_train_examples, ctx.seed)
     train_rows = encode_rows(tok, train_split, task.labels, cfg.max_length)
     eval_rows = encode_rows(tok, task.validation, task.labels, cfg.max_length)
-    train(model, train_rows, eval_rows, DataCollatorWithPadding(tok), cfg, ctx, label=cfg.id)
+    predictor = EncoderPredictor(model, tok, task.labels, cfg.max_length)
+    train_guarded(  # retrains with class balance / another learning rate when one label takes every answer
+        model, train_rows, [e.target for e in train_split], task.validation,
+        lambda rows, c, cx: train(model, rows, eval_rows, DataCollatorWithPadding(tok), c, cx, label=cfg.id),
+        lambda examples: [p.output for p in predictor.predict(examples)], cfg, ctx)
     model.save_pretrained(ctx.artifact_dir / "model")
     tok.save_pretrained(ctx.artifact_dir / "model")
-    return EncoderPredictor(model, tok, task.labels, cfg.max_length)
+    return predictor
 
 
 def load_classifier(backend, task: Task, ctx: FitContext, cfg: TrainConfig) -> Predictor | None:

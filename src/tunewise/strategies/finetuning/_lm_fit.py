@@ -8,22 +8,43 @@ saving/reloading whole causal models, and sizes on disk for `ctx.stats`.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
 from tunewise.strategies.base import Strategy
 from tunewise.strategies.finetuning import _causal
+from tunewise.strategies.finetuning._collapse import train_guarded
 from tunewise.strategies.finetuning._train import train
 from tunewise.strategies.prompting._common import prompt_predictor
 
 
 def train_causal(model, backend, task, ctx, cfg, callbacks: list | None = None) -> dict[str, Any]:
-    """Train `model` (a causal LM or a PeftModel over one) on the task; answer-only loss."""
-    train_rows = _causal.encode_examples(
-        backend, task, _causal.training_split(task, cfg.max_train_examples, ctx.seed), cfg.max_length)
+    """Train `model` (a causal LM or a PeftModel over one) on the task; answer-only loss. A classifier that
+    collapses to one label is retrained with the remedies of `_collapse.py` (callbacks are copied per attempt,
+    so a schedule such as gradual unfreezing starts afresh)."""
+    split = _causal.training_split(task, cfg.max_train_examples, ctx.seed)
+    train_rows = _causal.encode_examples(backend, task, split, cfg.max_length)
     eval_rows = _causal.encode_examples(backend, task, task.validation, cfg.max_length)
-    return train(model, train_rows, eval_rows, _causal.collator(backend), cfg, ctx, label=cfg.id,
-                 callbacks=callbacks)
+
+    def fit(rows, c, cx):
+        return train(model, rows, eval_rows, _causal.collator(backend), c, cx, label=cfg.id,
+                     callbacks=[copy.copy(cb) for cb in callbacks or []])
+
+    if not task.is_classification:
+        return fit(train_rows, cfg, ctx)
+    train_guarded(model, train_rows, [e.target for e in split], task.validation, fit,
+                  lambda examples: [p.output for p in _validation_predictor(backend, task, model).predict(examples)],
+                  cfg, ctx)
+    return ctx.stats
+
+
+def _validation_predictor(backend, task, model):
+    if hasattr(model, "active_peft_config"):  # PEFT: prompt-learning methods predict through a wrapper
+        from tunewise.strategies.finetuning._peft import scoring_model
+
+        model = scoring_model(model)
+    return lm_predictor(backend, task, model)
 
 
 def lm_predictor(backend, task, model):
