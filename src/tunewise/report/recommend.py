@@ -49,7 +49,11 @@ class TrivialCheck:
 
     def text(self, verdict: dict[str, Any], metric: str) -> str:
         what = self.descriptions.get(verdict["baseline"], verdict["baseline"])
-        return (f"not significantly better than {what} ({fmt.metric_name(metric)} "
+        worse = verdict["value"] < verdict["baseline_value"]
+        how = ("significantly worse than" if worse and verdict["pvalue"] < ALPHA else
+               "no better than" if worse or verdict["value"] == verdict["baseline_value"] else
+               "not significantly better than")
+        return (f"{how} {what} ({fmt.metric_name(metric)} "
                 f"{fmt.score(metric, verdict['value'])} vs {fmt.score(metric, verdict['baseline_value'])}, "
                 f"{fmt.pvalue(verdict['pvalue'])})")
 
@@ -95,7 +99,8 @@ def recommend(costs: list[StrategyCost], constraints: ConstraintsConfig, pvalues
     if k.task_changes_often or k.needs_new_knowledge:
         pool = [c for c in contenders if c.family == "prompting"] or contenders
     choice = min(pool, key=lambda c: (c.monthly(k.monthly_queries, k.horizon_months), -c.quality))
-    rec = Recommendation(choice.strategy, _headline(choice, leader, pool, contenders, len(feasible), len(costs)),
+    rec = Recommendation(choice.strategy, _headline(choice, leader, pool, contenders, len(feasible), len(costs),
+                                                    len(weak)),
                          rejected=rejected,
                          contenders=[c.strategy for c in contenders])
     rec.reasons = _numbers(choice, k, metric, n_test)
@@ -134,12 +139,16 @@ def _nothing_beats(costs: list[StrategyCost], weak: dict[str, dict[str, Any]], t
     return rec
 
 
-def _headline(choice: StrategyCost, leader: StrategyCost, pool, contenders, n_feasible: int, n_finished: int) -> str:
+def _headline(choice: StrategyCost, leader: StrategyCost, pool, contenders, n_feasible: int, n_finished: int,
+              n_weak: int = 0) -> str:
     kind = "prompt engineering" if choice.family == "prompting" else "fine-tuning"
     if n_finished == 1:
         why = "it is the only strategy that finished in this run, so there is nothing to compare it with"
+    elif n_feasible == 1 and n_weak == n_finished - 1:
+        why = "it is the only strategy significantly better than the trivial baselines"
     elif n_feasible == 1:
-        why = "it is the only strategy that meets your constraints"
+        why = ("it is the only strategy that beats the trivial baselines and meets your constraints" if n_weak
+               else "it is the only strategy that meets your constraints")
     elif len(contenders) == 1:
         why = "it is significantly better than every other strategy that meets your constraints"
     elif len(pool) < len(contenders):
