@@ -69,14 +69,22 @@ def _backend(config: ExperimentConfig, strategy, task: Task):
     return backend
 
 
-def _fit_and_score(strategy, backend, fit_task: Task, held_out: list[Example], seed: int) -> tuple[float, str]:
+def _primary(config: ExperimentConfig, task: Task) -> str:
+    """The run's primary metric (decided on the test labels, or `metric:`), the same for every fold and trial."""
+    from tunewise.evaluation.metrics import choose_primary
+
+    return choose_primary(task.kind, [e.target for e in task.test], config.metric)[0]
+
+
+def _fit_and_score(strategy, backend, fit_task: Task, held_out: list[Example], seed: int,
+                   metric: str | None = None) -> tuple[float, str]:
     """Fit on `fit_task`, predict `held_out`; (primary metric, its name). Artifacts go to a temp folder."""
     from tunewise.evaluation.metrics import evaluate
 
     with tempfile.TemporaryDirectory(prefix="tunewise-tune-") as tmp:
         predictor = strategy.fit(backend, fit_task, FitContext(artifact_dir=Path(tmp), seed=seed))
         outputs = [p.output for p in predictor.predict(held_out)]
-    metrics = evaluate(fit_task, held_out, outputs, seed=seed, n_boot=1)
+    metrics = evaluate(fit_task, held_out, outputs, seed=seed, n_boot=1, metric=metric)
     return float(metrics[metrics["primary"]]["value"]), metrics["primary"]
 
 
@@ -115,7 +123,7 @@ def cross_validate(config: ExperimentConfig, strategy_id: str, k: int = 5,
     for i, (train_idx, held_idx) in enumerate(folds(pool, task.kind, k, config.seed)):
         held = [pool[j] for j in held_idx]
         fold_task = _fitting_task(task, [pool[j] for j in train_idx], held, config.seed)
-        score, metric = _fit_and_score(strategy, backend, fold_task, held, config.seed)
+        score, metric = _fit_and_score(strategy, backend, fold_task, held, config.seed, _primary(config, task))
         scores.append(score)
         if on_fold:
             on_fold(i, score)
@@ -209,7 +217,8 @@ def search(config: ExperimentConfig, strategy_id: str, n_trials: int = 20, space
         nonlocal metric
         params = {key: _suggest(trial, key, spec) for key, spec in space.items()}
         strategy = _build({**entry, **params}, f"trial {trial.number}")
-        value, metric = _fit_and_score(strategy, backend, fit_task, task.validation, config.seed)
+        value, metric = _fit_and_score(strategy, backend, fit_task, task.validation, config.seed,
+                                       _primary(config, task))
         if on_trial:
             on_trial({"number": trial.number, "params": params, "value": value})
         return value
