@@ -168,3 +168,30 @@ def test_recommend_rules_out_strategies_no_better_than_the_baselines():
                      "macro_f1", trivial=check)
     assert none.choice is None and none.headline.startswith("No strategy beats guessing on macro-F1")
     assert "What would help — more data" in none.reasons
+
+
+def test_what_would_help_comes_from_the_runs_measurements(tmp_path):
+    from types import SimpleNamespace
+
+    from tunewise.report.diagnose import looks_like_codes, what_would_help
+
+    assert looks_like_codes(["0", "1"]) and looks_like_codes(["LABEL_0", "LABEL_1"]) and looks_like_codes(["A", "B"])
+    assert not looks_like_codes(["acceptable", "unacceptable"])
+    tuned = {"strategy": "lora", "family": "finetuning", "status": "done",
+             "metrics": {"per_class": {"0": {"precision": 0.7, "recall": 1.0, "f1": 0.82, "support": 70},
+                                       "1": {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 30}}},
+             "cost": {"details": {"collapse": {"collapsed": True, "label": "0", "share": 0.99,
+                                               "tried": [{"remedy": "balanced sampling"}]}}}}
+    curve = {"points": [{"strategy": "lora", "train_examples": 100, "value": 0.40},
+                        {"strategy": "lora", "train_examples": 400, "value": 0.46}]}
+    a = SimpleNamespace(done=[tuned], results=[tuned], curve=curve, kind="classification", labels=["0", "1"],
+                        run_dir=tmp_path, model_of=lambda r: "smollm2-135m-instruct")
+    hints = what_would_help(a, "lora")
+    assert hints[0] == ("More training examples: lora's learning curve still rises (40.0% at 100 examples, 46.0% "
+                        "at 400).")
+    assert "lora's training collapsed: it answers '0' for 99% of the validation examples, even after trying " \
+           "balanced sampling" in hints[1]
+    assert "this run used smollm2-135m-instruct" in hints[2] and "look like codes" in hints[3]
+    assert "fails on '1' (recall 0%, precision 0%)" in hints[4]
+    a.curve = None
+    assert what_would_help(a, "lora")[0].startswith("More training examples may help: measure it with `tunewise curve")

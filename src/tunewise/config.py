@@ -96,7 +96,7 @@ class PricesConfig(Strict):
 
 class ConstraintsConfig(Strict):
     min_quality: float | None = Field(None, ge=0, le=1, description="Lowest acceptable value of the task's "
-                                      "primary metric (accuracy or exact match), as a share: 0.85 = 85%.")
+                                      "primary metric (see `metric`), as a share: 0.85 = 85%.")
     max_latency_ms: float | None = Field(None, gt=0, description="Highest acceptable latency per query in "
                                          "milliseconds (as measured in this run's batches).")
     monthly_queries: int = Field(10_000, ge=0, description="Queries you expect to serve per month; costs "
