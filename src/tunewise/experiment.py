@@ -18,6 +18,7 @@ from tunewise.evaluation.cost import PeakMemory, Timer
 from tunewise.evaluation.metrics import evaluate, per_example_score
 from tunewise.progress import console, make_progress
 from tunewise.registry import get_strategy
+from tunewise.runs.measure import measure_after_fit
 from tunewise.store import Store
 from tunewise.strategies.base import FitContext
 from tunewise.strategies.prompting._extract import extraction_summary
@@ -143,6 +144,8 @@ def _run_strategy(strategy, backend, task: Task, config: ExperimentConfig, store
                 with Timer() as fit_timer:
                     predictor = strategy.fit(backend, task, ctx)
                 ctx.stats["train_seconds"] = fit_timer.seconds
+                stats_file.write_text(json.dumps(ctx.stats, indent=1, default=str), encoding="utf-8")
+            if measure_after_fit(strategy, backend, predictor, ctx):  # forgetting: after fit, timed apart
                 stats_file.write_text(json.dumps(ctx.stats, indent=1, default=str), encoding="utf-8")
             _predict(predictor, task, store, run_id, sid, progress)
         rows = store.predictions(run_id, sid)
