@@ -48,7 +48,7 @@ def test_write_with_an_empty_topic_is_a_one_line_error():
 
 
 def test_optimize_prompt_scores_on_validation_and_never_sees_the_test_split(tmp_path, monkeypatch):
-    from tunewise.agents import optimize
+    from tunewise.apps import agents_optimize as optimize
     from tunewise.backends.fake import FakeBackend
     from tunewise.config import load_config
     from tunewise.data import load_task

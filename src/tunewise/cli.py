@@ -75,30 +75,26 @@ def run(
                                       "without asking.")] = False,
 ):
     """Run every strategy on the task, score them on the same test split, print the leaderboard."""
-    import os
-
     from tunewise.experiment import run_experiment
 
-    if yes:
-        os.environ["TUNEWISE_YES"] = "1"
     if resume is not None:
         if any(v is not None for v in (config, task, model, encoder, strategies, limit, seed, output, device)):
             raise UserError("--resume continues a run with its own saved config; give no other options")
-        run_dir = run_experiment(resume=resume)
+        run_dir = run_experiment(resume=resume, yes=yes)
     else:
         cfg = _build_config(config, dict(task=task, model=model, encoder=encoder, strategies=strategies,
                                          limit=limit, seed=seed, output_dir=output, device=device))
-        run_dir = run_experiment(cfg)
+        run_dir = run_experiment(cfg, yes=yes)
     _show(run_dir)
     out.print(f"run folder: {run_dir}", highlight=False, soft_wrap=True)
 
 
 def _show(run_dir: Path) -> None:
-    from tunewise.experiment import open_run
     from tunewise.report.leaderboard import leaderboard
+    from tunewise.store import open_run
 
     store, run = open_run(run_dir)
-    results = store.results(run["id"])
+    results = store.main_results(run["id"])  # the run's own cells (curve cells are drawn by the report)
     store.close()
     task = run["config"]["task"]["source"]
     out.print(leaderboard(results, title=f"run {run['id']} · task {task} · status {run['status']}"))

@@ -77,8 +77,8 @@ def _cached(base_model, key: tuple, compute):
 def second_task_score(backend, model, source: str, max_examples: int, seed: int, zero_shot: ZeroShot
                       ) -> tuple[str, float]:
     """(task name, primary metric) of zero-shot prompting with `model` on another task's test split."""
-    from tunewise.config import TaskConfig
     from tunewise.data import load_task
+    from tunewise.data.config import TaskConfig
     from tunewise.evaluation.metrics import evaluate
 
     task = load_task(TaskConfig(source=source, max_test_examples=max_examples), seed=seed)

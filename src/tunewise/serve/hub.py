@@ -26,6 +26,7 @@ from typing import Any
 
 from tunewise.data import Example
 from tunewise.errors import UserError
+from tunewise.foundation import base_id  # the name the base model is served under
 from tunewise.serve import lm
 from tunewise.serve.errors import not_found
 from tunewise.serve.worker import ModelWorker
@@ -45,11 +46,6 @@ class Entry:
     def card(self) -> dict[str, Any]:
         return {"id": self.id, "object": "model", "created": self.created, "owned_by": "tunewise",
                 "tunewise": {"kind": self.kind, **self.info, **({"labels": self.labels} if self.labels else {})}}
-
-
-def base_id(model: str) -> str:
-    """The name the base model is served under: the model name, or a local folder's name."""
-    return Path(model).name if "/" in model or "\\" in model else model
 
 
 def _is_lora(path: Path) -> bool:
