@@ -4,10 +4,13 @@ stored, through the run API (`tunewise.runs`); resumable."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from tunewise.config import ExperimentConfig
 from tunewise.progress import console
 from tunewise.runs import Executor, Run
+
+if TYPE_CHECKING:
+    from tunewise.config import ExperimentConfig
 
 
 def run_experiment(config: ExperimentConfig | None = None, resume: str | Path | None = None, *, yes: bool = False,
