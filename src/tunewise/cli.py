@@ -36,26 +36,9 @@ def friendly(fn):
 
 
 def _build_config(config: Path | None, overrides: dict[str, Any]):
-    from tunewise.config import _resolve_relative_paths, load_config, parse_config
+    from tunewise.runs import resolve_config
 
-    data: dict[str, Any] = {}
-    source = "command line"
-    if config is not None:
-        data = load_config(config).model_dump(mode="json")
-        data["strategies"] = [s.model_dump(mode="json") for s in load_config(config).strategies]
-        source = str(config)
-    task = data.setdefault("task", {})
-    if overrides.get("task"):
-        task["source"] = overrides["task"]
-        _resolve_relative_paths(data, Path.cwd())
-    if overrides.get("limit") is not None:
-        task["max_test_examples"] = overrides["limit"]
-    for key in ("model", "encoder", "seed", "output_dir", "device"):
-        if overrides.get(key) is not None:
-            data[key] = overrides[key]
-    if overrides.get("strategies"):
-        data["strategies"] = [s.strip() for s in overrides["strategies"].split(",") if s.strip()]
-    return parse_config(data, source)
+    return resolve_config(config, overrides)
 
 
 @app.command()
@@ -133,13 +116,11 @@ def list_strategies():
 @friendly
 def validate(config: Annotated[Path, typer.Argument(help="Experiment YAML to check.")]):
     """Check a config (keys, types, strategies, data) without running anything."""
-    from tunewise.config import load_config
-    from tunewise.data import load_task
+    from tunewise.runs import Session
 
-    cfg = load_config(config)
-    task = load_task(cfg.task, seed=cfg.seed)
-    out.print(f"{config}: valid · {task.summary()} · strategies: "
-              f"{', '.join(s.id for s in cfg.strategies)}", highlight=False)
+    session = Session.from_file(config, announce=False)
+    out.print(f"{config}: valid · {session.task().summary()} · strategies: "
+              f"{', '.join(s.id for s in session.config.strategies)}", highlight=False)
 
 
 def _load_commands() -> None:

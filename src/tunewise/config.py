@@ -21,7 +21,8 @@ from tunewise.foundation import format_validation_error as _format
 from tunewise.prices import ApiPrice, PricesConfig
 
 __all__ = ["ApiPrice", "ConstraintsConfig", "ExperimentConfig", "PricesConfig", "Strict", "TaskConfig",
-           "config_to_dict", "dump_config", "format_validation_error", "load_config", "parse_config"]
+           "config_to_dict", "dump_config", "format_validation_error", "load_config", "parse_config",
+           "resolve_relative_paths"]
 
 
 class ConstraintsConfig(Strict):
@@ -142,11 +143,11 @@ def load_config(path: str | Path) -> ExperimentConfig:
         raise UserError(f"{path}: not valid UTF-8; save it as UTF-8") from None
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a mapping of keys (task, model, strategies, ...)")
-    _resolve_relative_paths(data, path.parent)
+    resolve_relative_paths(data, path.parent)
     return parse_config(data, str(path))
 
 
-def _resolve_relative_paths(data: dict[str, Any], base: Path) -> None:
+def resolve_relative_paths(data: dict[str, Any], base: Path) -> None:
     """Data paths in a config file are relative to the file, as users expect (also when the file is
     missing, so that the error names where tunewise looked). Built-in sources ('demo', 'gsm8k'),
     'hf:' names and the split names of an 'hf:' source are not paths."""
