@@ -3,7 +3,7 @@
 A strategy subclasses `PeftStrategy` and only says how to build its `peft` config; this file creates the
 PeftModel over a fresh copy of the base weights (turning peft's rejections into one-line UserErrors that
 name the option), trains it with the answer-only loss, saves the adapter in PEFT format, optionally
-exports a merged full model, measures forgetting, reloads the adapter for `--resume`, and picks the
+exports a merged full model, reloads the adapter for `--resume`, and picks the
 model predictions run on: adapter methods score through the PeftModel itself; prompt-learning methods
 through `_virtual.VirtualTokensLM`, because PeftModel's own forward cannot take the scorer's cache,
 positions and 4D masks.
@@ -17,7 +17,7 @@ from pydantic import Field
 
 from tunewise.errors import UserError
 from tunewise.strategies.base import Strategy
-from tunewise.strategies.finetuning._causal import CausalTrainConfig, finish_causal_fit
+from tunewise.strategies.finetuning._causal import CausalTrainConfig
 from tunewise.strategies.finetuning._lm_fit import dir_mb, lm_predictor, save_causal, train_causal
 from tunewise.strategies.finetuning._train import seed_everything
 
@@ -65,7 +65,6 @@ class PeftStrategy(Strategy):
         self.initialise(model, backend, task)
         train_causal(model, backend, task, ctx, cfg)
         scoring = scoring_model(model)
-        finish_causal_fit(backend, scoring, task, ctx, cfg)  # forgetting score, when on
         path = ctx.artifact_dir / ADAPTER
         model.save_pretrained(path)
         ctx.stats["adapter_mb"] = dir_mb(path)

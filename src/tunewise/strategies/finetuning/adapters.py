@@ -60,7 +60,6 @@ class Adapters(Strategy):
         eval_rows = _causal.encode_examples(backend, task, task.validation, c.max_length)
         train(model, train_rows, eval_rows, _causal.collator(backend), c, ctx, label=c.id)
         _bottleneck.save_bottlenecks(model, ctx.artifact_dir / "adapters", self._settings())
-        _causal.finish_causal_fit(backend, model, task, ctx, c)
         return self._predictor(backend, task, model)
 
     def load(self, backend, task, ctx):

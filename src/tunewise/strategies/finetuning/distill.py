@@ -134,24 +134,20 @@ class Distill(Strategy):
     Config = DistillConfig
 
     def _teacher_labels(self, backend, task, ctx: FitContext, train_examples):
-        """Fit the teacher, label train+validation; return soft labels, its validation predictions, stats."""
-        from tunewise.backends import load_backend
+        """Fit the teacher, label train+validation; return soft labels, its validation predictions, stats.
+
+        The teacher is fitted (or reloaded) through the context, on `teacher_model` from the run's backends."""
         from tunewise.registry import get_strategy
 
         c = self.config
         teacher_cls = get_strategy(c.teacher.name)
         if task.kind not in teacher_cls.task_kinds:
             raise UserError(f"strategies.{c.id}.teacher: '{teacher_cls.name}' cannot do {task.kind} tasks")
-        device = str(getattr(backend, "device", "auto"))
-        teacher_backend = load_backend(c.teacher_model, teacher_cls.backend_kind, device)
-        teacher_backend.require(f"{c.id}.teacher", teacher_cls.backend_kind, teacher_cls.needs)
-        tctx = FitContext(artifact_dir=ctx.artifact_dir / "teacher", seed=ctx.seed, progress=ctx.progress)
-        tctx.artifact_dir.mkdir(parents=True, exist_ok=True)
-        teacher = teacher_cls(c.teacher).fit(teacher_backend, task, tctx)
+        teacher, teacher_stats = ctx.nested(c.teacher, task, c.teacher_model, "teacher", f"{c.id}.teacher")
         train_preds, _ = _timed_predict(teacher, train_examples)
         val_preds, latency = _timed_predict(teacher, task.validation or train_examples[:32])
         return soft_labels(train_preds, task.labels), soft_labels(val_preds, task.labels), val_preds, latency, \
-            tctx.stats
+            teacher_stats
 
     def fit(self, backend, task, ctx):
         from tunewise.strategies.finetuning._causal import training_split

@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from tunewise.registry import register
-from tunewise.strategies.finetuning._causal import CausalTrainConfig, finish_causal_fit
+from tunewise.strategies.finetuning._causal import CausalTrainConfig
 from tunewise.strategies.finetuning._encoder import fit_classifier, load_classifier
 from tunewise.strategies.finetuning._lm_fit import (
     ModelOptionStrategy,
@@ -66,7 +66,6 @@ class FullFinetune(ModelOptionStrategy):
         model = backend.fresh_model()
         model.requires_grad_(True)
         train_causal(model, backend, task, ctx, self.config)
-        finish_causal_fit(backend, model, task, ctx, self.config)  # forgetting score, when on
         path = ctx.artifact_dir / "model"
         save_causal(model, backend, path)
         ctx.stats["model_mb"] = dir_mb(path)

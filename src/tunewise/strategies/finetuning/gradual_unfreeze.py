@@ -17,7 +17,7 @@ from pydantic import Field, field_validator, model_validator
 
 from tunewise.errors import UserError
 from tunewise.registry import register
-from tunewise.strategies.finetuning._causal import CausalTrainConfig, finish_causal_fit
+from tunewise.strategies.finetuning._causal import CausalTrainConfig
 from tunewise.strategies.finetuning._lm_fit import (
     ModelOptionStrategy,
     dir_mb,
@@ -145,7 +145,6 @@ class GradualUnfreeze(ModelOptionStrategy):
         path = ctx.artifact_dir / "model"
         if cfg.model == "causal":
             train_causal(model, backend, task, ctx, cfg, callbacks=callbacks)
-            finish_causal_fit(backend, model, task, ctx, cfg)  # forgetting score, when on
             save_causal(model, backend, path)
             ctx.stats["model_mb"] = dir_mb(path)
             return lm_predictor(backend, task, model)

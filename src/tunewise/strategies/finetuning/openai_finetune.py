@@ -6,9 +6,10 @@ user message, the target as assistant answer: the prompt the fine-tuned model is
 checked like OpenAI's data-preparation cookbook (format errors, tokens per example). Training tokens
 and cost are estimated before anything is sent (price: `prices.api[MODEL].training` of the run's
 config, or `training_price`); a remote job starts only after a yes at the prompt, or with `yes: true`
-(or TUNEWISE_YES=1) in a non-interactive run. Then the file is uploaded, the job created and polled
-with a progress bar; its metrics go to the run's training curves and cost details. The job id is kept
-in `job.json`, so an interrupted run polls the same job on `--resume` instead of paying again.
+(or `tunewise run --yes`) in a non-interactive run; consent and prices come through the fit context.
+Then the file is uploaded, the job created and polled with a progress bar; its metrics go to the run's
+training curves and cost details. The job id is kept in `job.json`, so an interrupted run polls the same
+job on `--resume` instead of paying again.
 
 With an `openai:` model the job runs at that provider (OpenAI, Azure, `tunewise serve`, ...); with a
 local model it runs in-process on tunewise's own job service (LoRA, as `tunewise serve` does it).
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 import time
 from typing import Any
@@ -26,6 +26,7 @@ from typing import Any
 from pydantic import Field
 
 from tunewise.errors import CapabilityError, UserError
+from tunewise.prices import training_price
 from tunewise.registry import register
 from tunewise.strategies.base import FitContext, Strategy
 from tunewise.strategies.finetuning import _causal, _chat_data
@@ -52,7 +53,7 @@ class OpenAIFinetuneConfig(TrainConfig):
     validation: bool = Field(True, description="Upload the validation split as the job's validation_file "
                              "(the provider reports validation loss).")
     yes: bool = Field(False, description="Start the (paid) job without asking; needed in non-interactive runs "
-                      "(or set TUNEWISE_YES=1).")
+                      "(or run with --yes).")
     max_cost: float | None = Field(None, ge=0, description="Refuse to start when the estimated training cost "
                                    "exceeds this many USD.")
     training_price: float | None = Field(None, ge=0, description="USD per million training tokens (default: "
@@ -90,7 +91,7 @@ class OpenAIFinetune(Strategy):
                               f"or a local Hugging Face model; '{backend.name}' is neither")
 
     def _base(self, backend) -> str:
-        from tunewise.serve.hub import base_id
+        from tunewise.foundation import base_id
 
         return self.config.model or getattr(backend, "remote", None) or base_id(backend.name)
 
@@ -176,30 +177,19 @@ class OpenAIFinetune(Strategy):
                 "base_url": getattr(backend, "base_url", None), "estimate": estimate, "job": job}
 
     def _price(self, ctx, base: str) -> float | None:
+        """USD per million training tokens: the option, else the run's `prices:` (handed in the context)."""
         if self.config.training_price is not None:
             return self.config.training_price
-        import yaml
-
-        from tunewise.config import PricesConfig
-        from tunewise.report.cost_model import api_price
-
-        config_file = ctx.artifact_dir.parent.parent / "config.yaml"  # RUN/strategies/<id>/ -> RUN/config.yaml
-        try:
-            data = yaml.safe_load(config_file.read_text(encoding="utf-8")) if config_file.is_file() else {}
-            prices = PricesConfig.model_validate((data or {}).get("prices") or {})
-        except Exception:  # an unreadable config only loses the estimate's price, never the run
-            prices = PricesConfig()
-        found = api_price(base, prices.api)
-        return found[1].training if found else None
+        return training_price(base, ctx.prices)
 
     def _confirm(self, ctx, base: str, tokens: int, cost: float | None) -> None:
         c = self.config
         priced = f"about ${cost:.2f}" if cost is not None else "cost unknown (no training price for it)"
         what = f"fine-tune {base}: ~{tokens:,} training tokens, {priced}"
-        if c.yes or os.environ.get("TUNEWISE_YES", "").lower() in ("1", "true", "yes"):
+        if c.yes or ctx.yes:
             return
         if not sys.stdin.isatty():
-            raise UserError(f"strategies.{c.id}: will {what}; pass yes: true in its options (or TUNEWISE_YES=1) "
+            raise UserError(f"strategies.{c.id}: will {what}; pass yes: true in its options (or run with --yes) "
                             "to start it in a non-interactive run")
         from rich.prompt import Confirm
 

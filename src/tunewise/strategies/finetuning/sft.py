@@ -96,7 +96,6 @@ class Sft(Strategy):
             backend.tokenizer.save_pretrained(ctx.artifact_dir / "model")
         else:
             model.save_pretrained(ctx.artifact_dir / "adapter")
-        _causal.finish_causal_fit(backend, model, task, ctx, c)
         return self._predictor(backend, task, model)
 
     def load(self, backend, task, ctx):

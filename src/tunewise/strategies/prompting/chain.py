@@ -20,9 +20,9 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from tunewise.config import Strict
 from tunewise.data import Example, Task
 from tunewise.errors import UserError
+from tunewise.foundation import Strict
 from tunewise.registry import register
 from tunewise.strategies.base import Prediction, Predictor, Strategy, StrategyConfig
 from tunewise.strategies.prompting._templates import (

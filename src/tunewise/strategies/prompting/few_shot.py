@@ -53,13 +53,6 @@ def select_demos(train: list[Example], k: int, selection: str, seed: int, classi
     return demos
 
 
-def load_embedder(name: str, device: str):
-    """Anything with `embed(texts) -> (n, d) array`; a function so tests can substitute a stub."""
-    from tunewise.backends.hf_local import EncoderBackend
-
-    return EncoderBackend(name, device=device)
-
-
 def _unit(vectors) -> np.ndarray:
     v = np.asarray(vectors, dtype=np.float64)
     return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
@@ -101,8 +94,8 @@ class FewShot(Strategy):
             check_calibrate(c.id, backend, task)
         shared = [{"role": "system", "content": system_prompt(task, c.instruction, c.role)}]
         if c.selection == "similar":
-            device = str(getattr(backend, "device", "auto"))
-            demos_for = NearestDemos(task.train, c.k, load_embedder(c.embedder, device))
+            # the embedder comes from the run's backends: an encoder it already loaded is not loaded again
+            demos_for = NearestDemos(task.train, c.k, ctx.backends(c.embedder, "encoder"))
             ctx.stats["demonstrations"] = f"{demos_for.k} nearest per example by {c.embedder} (see traces)"
             return prompt_predictor(backend, task, shared, max_new_tokens=c.max_new_tokens, calibrate=c.calibrate,
                                     demos_for=demos_for)

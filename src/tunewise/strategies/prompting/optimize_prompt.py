@@ -22,7 +22,6 @@ import re
 import torch
 from pydantic import Field
 
-from tunewise.backends import load_backend
 from tunewise.data import Example, Task
 from tunewise.evaluation.metrics import per_example_score
 from tunewise.registry import register
@@ -166,7 +165,7 @@ class OptimizePrompt(Strategy):
         c = self.config
         writer = backend
         if c.optimizer_model:
-            writer = load_backend(c.optimizer_model, "causal", str(getattr(backend, "device", "auto")))
+            writer = ctx.backends(c.optimizer_model, "causal")  # the run's copy when it has loaded that model
         torch.manual_seed(ctx.seed)  # proposals are sampled: the same seed gives the same candidates
         optimiser = _Optimiser(backend, writer, safe, c, ctx.seed)
         bar = None
