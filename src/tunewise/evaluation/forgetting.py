@@ -88,7 +88,7 @@ def measure_forgetting(backend, model, ctx, cfg) -> dict[str, Any]:
     `backend.model` is the untouched base model (strategies train a `fresh_model()` copy); `model` is the
     fine-tuned one. Backends without local weights (fake, APIs) have nothing to measure.
     """
-    base = getattr(backend, "model", None)
+    base = backend.model
     if base is None or model is None:
         return {}
     max_tokens = getattr(cfg, "forgetting_max_tokens", 2048)

@@ -97,7 +97,7 @@ class ModelHub:
 
     @property
     def local(self) -> bool:
-        return self.causal is not None and hasattr(self.causal, "tokenizer") and self.causal.model is not None
+        return self.causal is not None and self.causal.capabilities.local_weights
 
     @staticmethod
     def _cls(cfg):

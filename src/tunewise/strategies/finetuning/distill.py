@@ -142,7 +142,7 @@ class Distill(Strategy):
         teacher_cls = get_strategy(c.teacher.name)
         if task.kind not in teacher_cls.task_kinds:
             raise UserError(f"strategies.{c.id}.teacher: '{teacher_cls.name}' cannot do {task.kind} tasks")
-        device = str(getattr(backend, "device", "auto"))
+        device = str(backend.device)
         teacher_backend = load_backend(c.teacher_model, teacher_cls.backend_kind, device)
         teacher_backend.require(f"{c.id}.teacher", teacher_cls.backend_kind, teacher_cls.needs)
         tctx = FitContext(artifact_dir=ctx.artifact_dir / "teacher", seed=ctx.seed, progress=ctx.progress)

@@ -63,7 +63,7 @@ class ScoringPredictor(Predictor):
                  demos_for: DemosFor | None = None):
         self.backend, self.task, self.shared, self.batch_size = backend, task, shared, batch_size
         self.calibrate, self.demos_for = calibrate, demos_for
-        self.model = getattr(backend, "model", None)
+        self.model = backend.model
         eot = backend.end_of_turn()
         self.continuations = [backend.answer_prefix() + label + eot for label in task.labels]
         self.calibration: dict[str, float] | None = None  # label -> content-free probability (fixed prompt)
@@ -131,7 +131,7 @@ class GenerationPredictor(Predictor):
     def __init__(self, backend, shared: Messages, max_new_tokens: int = 64, batch_size: int = 8,
                  postprocess: Callable[[str], str] = str.strip, demos_for: DemosFor | None = None):
         self.backend, self.shared, self.demos_for = backend, shared, demos_for
-        self.model = getattr(backend, "model", None)
+        self.model = backend.model
         self.max_new_tokens, self.batch_size, self.postprocess = max_new_tokens, batch_size, postprocess
 
     def predict(self, examples: Sequence[Example], on_batch: Callable[[int], None] | None = None

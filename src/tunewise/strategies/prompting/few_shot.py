@@ -55,9 +55,9 @@ def select_demos(train: list[Example], k: int, selection: str, seed: int, classi
 
 def load_embedder(name: str, device: str):
     """Anything with `embed(texts) -> (n, d) array`; a function so tests can substitute a stub."""
-    from tunewise.backends.hf_local import EncoderBackend
+    from tunewise.backends import load_backend
 
-    return EncoderBackend(name, device=device)
+    return load_backend(name, "encoder", device)
 
 
 def _unit(vectors) -> np.ndarray:
@@ -101,7 +101,7 @@ class FewShot(Strategy):
             check_calibrate(c.id, backend, task)
         shared = [{"role": "system", "content": system_prompt(task, c.instruction, c.role)}]
         if c.selection == "similar":
-            device = str(getattr(backend, "device", "auto"))
+            device = str(backend.device)
             demos_for = NearestDemos(task.train, c.k, load_embedder(c.embedder, device))
             ctx.stats["demonstrations"] = f"{demos_for.k} nearest per example by {c.embedder} (see traces)"
             return prompt_predictor(backend, task, shared, max_new_tokens=c.max_new_tokens, calibrate=c.calibrate,

@@ -166,7 +166,7 @@ class OptimizePrompt(Strategy):
         c = self.config
         writer = backend
         if c.optimizer_model:
-            writer = load_backend(c.optimizer_model, "causal", str(getattr(backend, "device", "auto")))
+            writer = load_backend(c.optimizer_model, "causal", str(backend.device))
         torch.manual_seed(ctx.seed)  # proposals are sampled: the same seed gives the same candidates
         optimiser = _Optimiser(backend, writer, safe, c, ctx.seed)
         bar = None
@@ -178,7 +178,7 @@ class OptimizePrompt(Strategy):
             ctx.progress.update(bar, visible=False)
         ctx.stats.update({"instruction": best, "validation_score": score, "candidates": history,
                           "validation_source": optimiser.val_source, "validation_examples": len(optimiser.val),
-                          "optimizer_model": c.optimizer_model or getattr(backend, "name", None),
+                          "optimizer_model": c.optimizer_model or backend.name,
                           "optimization_tokens": optimiser.tokens})
         ctx.artifact_dir.mkdir(parents=True, exist_ok=True)
         (ctx.artifact_dir / "instruction.json").write_text(json.dumps({"instruction": best}), encoding="utf-8")
