@@ -163,6 +163,27 @@ def prompt_predictor(backend, task: Task, shared: Messages, batch_size: int = 16
                                demos_for=demos_for)
 
 
+def instruction_predictor(backend, task: Task, ctx, cfg,
+                          demonstrations: Callable[[], tuple[Messages, DemosFor | None]] = lambda: ([], None)
+                          ) -> Predictor:
+    """What zero-shot and few-shot share: `cfg.instruction` (or the task's) with `cfg.role` as the system
+    message, then the demonstrations, then the query; label scoring or generation (`prompt_predictor`).
+
+    `cfg` has instruction, role, max_new_tokens and calibrate. `demonstrations()` returns fixed demonstration
+    messages, or a per-example `DemosFor`. Calibration is refused (UserError) before demonstrations are
+    chosen where it cannot work; with a fixed prompt its label distribution goes to `ctx.stats`.
+    """
+    if cfg.calibrate:
+        check_calibrate(cfg.id, backend, task)
+    demos, demos_for = demonstrations()
+    shared = [{"role": "system", "content": system_prompt(task, cfg.instruction, cfg.role)}] + demos
+    predictor = prompt_predictor(backend, task, shared, max_new_tokens=cfg.max_new_tokens, calibrate=cfg.calibrate,
+                                 demos_for=demos_for)
+    if cfg.calibrate and demos_for is None:
+        ctx.stats["calibration"] = predictor.calibration
+    return predictor
+
+
 def uses_scoring(backend, task: Task) -> bool:
     return task.is_classification and backend.capabilities.supports_logprobs
 
