@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -143,7 +144,7 @@ class ModelOptionStrategy(Strategy):
 
     def fit(self, backend, task, ctx):
         callbacks: list = []
-        prepare = lambda model: self.prepare(model, ctx, callbacks)  # noqa: E731
+        prepare = partial(self.prepare, ctx=ctx, callbacks=callbacks)
         if self.config.model == "encoder":
             return fit_classifier(backend, task, ctx, self.config, prepare, callbacks=callbacks)
         return fit_causal(backend, task, ctx, self.config, CausalFit(prepare, callbacks=callbacks))
