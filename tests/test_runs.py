@@ -12,11 +12,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from tunewise.runs import Cell, Run, Session, run_cell
+from tunewise.runs import cell as cell_module
 
 from tunewise.backends import cache
 from tunewise.config import parse_config
-from tunewise.runs import Cell, Run, Session, run_cell
-from tunewise.runs import cell as cell_module
 from tunewise.store import Store
 
 
@@ -103,7 +103,7 @@ def test_a_training_size_cell_caps_the_training_split_only(fake_run):
 
 
 def test_each_backend_loads_once_and_reaches_nested_fits(tmp_path, sentiment_csv, monkeypatch):
-    from tunewise.backends.base import load_backend
+    from tunewise.backends import load_backend
 
     loads: list[tuple[str, str]] = []
     monkeypatch.setattr(cache, "load_backend", lambda name, kind, device: loads.append((name, kind))

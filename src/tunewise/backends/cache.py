@@ -10,11 +10,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from typing import Literal
 
-from tunewise.backends.base import Backend, load_backend
-
-Kind = Literal["causal", "encoder"]
+from tunewise.backends.base import Backend, Kind
+from tunewise.backends.registry import load_backend
 
 
 class BackendCache:

@@ -96,7 +96,7 @@ def measure_forgetting(backend, model, ctx, cfg, zero_shot: ZeroShot | None = No
     second task's predictor (needed only with `forgetting_task`). Backends without local weights (fake,
     APIs) have nothing to measure: {}. Raises ValueError when a second task is asked for without `zero_shot`.
     """
-    base = getattr(backend, "model", None)
+    base = backend.model
     if base is None or model is None:
         return {}
     max_tokens = getattr(cfg, "forgetting_max_tokens", 2048)

@@ -90,7 +90,7 @@ class ModelHub:
 
     @property
     def local(self) -> bool:
-        return self.causal is not None and hasattr(self.causal, "tokenizer") and self.causal.model is not None
+        return self.causal is not None and self.causal.capabilities.local_weights
 
     def _select(self, wanted: list[str] | None, results: dict[str, dict]) -> list:
         configs = {c.id: c for c in self.config.strategies}

@@ -1,4 +1,5 @@
-"""Encoder + classification head: shared by full fine-tuning and head-only transfer learning."""
+"""The encoder path: an encoder + new classification head, shared by full-finetune, head-only, gradual-unfreeze
+and distill, which differ only in how they prepare the model (and distill in its soft-labelled rows)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ from tunewise.data import Example, Task
 from tunewise.errors import UserError
 from tunewise.strategies.base import FitContext, Prediction, Predictor
 from tunewise.strategies.finetuning._train import TrainConfig, seed_everything, train
+
+# (tokenizer, task, training examples, max_length) -> (training rows, validation rows)
+RowsHook = Callable[[object, Task, list[Example], int], tuple[list[dict], list[dict]]]
 
 
 class EncoderPredictor(Predictor):
@@ -48,29 +52,43 @@ def encode_rows(tokenizer, examples: list[Example], labels: list[str], max_lengt
             for ids, mask, e in zip(enc["input_ids"], enc["attention_mask"], examples, strict=True)]
 
 
-def freeze_body(model) -> None:
-    """Transfer learning: freeze the pretrained body; the head (and pooler) stay trainable."""
+def freeze_body(model):
+    """Transfer learning: freeze the pretrained body; the head (and pooler) stay trainable. Returns `model`."""
     body = getattr(model, model.base_model_prefix, None)
     if body is None:
         raise UserError(f"cannot find the body of {type(model).__name__} to freeze")
     for name, p in body.named_parameters():
         p.requires_grad = name.startswith("pooler.")
+    return model
 
 
-def fit_classifier(backend, task: Task, ctx: FitContext, cfg: TrainConfig, frozen_body: bool) -> Predictor:
+def labelled_rows(tokenizer, task: Task, examples: list[Example], max_length: int) -> tuple[list[dict], list[dict]]:
+    """(training rows, validation rows) with the gold label of each example."""
+    return (encode_rows(tokenizer, examples, task.labels, max_length),
+            encode_rows(tokenizer, task.validation, task.labels, max_length))
+
+
+def fit_classifier(backend, task: Task, ctx: FitContext, cfg: TrainConfig, prepare: Callable | None = None, *,
+                   callbacks: list | None = None, rows: RowsHook | None = None, collator=None,
+                   trainer_cls=None) -> EncoderPredictor:
+    """The one encoder path: training split -> rows -> new classifier -> `prepare` -> train -> save -> predictor.
+
+    `prepare(model) -> model` freezes or schedules parts (it may add to `callbacks`); `rows` replaces the
+    gold-labelled rows (distillation's soft labels, which need their own `collator` and `trainer_cls`).
+    """
     from transformers import DataCollatorWithPadding
 
     from tunewise.strategies.finetuning._causal import training_split
 
     seed_everything(ctx.seed)
-    model = backend.classifier(task.labels)
-    if frozen_body:
-        freeze_body(model)
     tok = backend.tokenizer
-    train_split = training_split(task, cfg.max_train_examples, ctx.seed)
-    train_rows = encode_rows(tok, train_split, task.labels, cfg.max_length)
-    eval_rows = encode_rows(tok, task.validation, task.labels, cfg.max_length)
-    train(model, train_rows, eval_rows, DataCollatorWithPadding(tok), cfg, ctx, label=cfg.id)
+    examples = training_split(task, cfg.max_train_examples, ctx.seed)
+    train_rows, eval_rows = (rows or labelled_rows)(tok, task, examples, cfg.max_length)
+    model = backend.classifier(task.labels)
+    if prepare is not None:
+        model = prepare(model)
+    train(model, train_rows, eval_rows, collator or DataCollatorWithPadding(tok), cfg, ctx, label=cfg.id,
+          callbacks=callbacks, trainer_cls=trainer_cls)
     model.save_pretrained(ctx.artifact_dir / "model")
     tok.save_pretrained(ctx.artifact_dir / "model")
     return EncoderPredictor(model, tok, task.labels, cfg.max_length)

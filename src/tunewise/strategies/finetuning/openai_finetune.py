@@ -78,11 +78,10 @@ class OpenAIFinetune(Strategy):
     Config = OpenAIFinetuneConfig
 
     def _provider(self, backend, ctx: FitContext):
-        from tunewise.backends.openai_compat import OpenAIBackend
-
-        if isinstance(backend, OpenAIBackend):
+        caps = backend.capabilities
+        if caps.finetune_api:
             return SdkProvider(backend)
-        if backend.capabilities.can_train and hasattr(backend, "tokenizer"):
+        if caps.can_train and caps.local_weights:
             c = self.config
             options = {k: getattr(c, k) for k in ("warmup_ratio", "weight_decay", "gradient_accumulation",
                                                   "max_length", "bf16")}
@@ -90,10 +89,6 @@ class OpenAIFinetune(Strategy):
         raise CapabilityError(f"strategy '{self.config.id}' needs an openai: model (fine-tuned at the provider) "
                               f"or a local Hugging Face model; '{backend.name}' is neither")
 
-    def _base(self, backend) -> str:
-        from tunewise.foundation import base_id
-
-        return self.config.model or getattr(backend, "remote", None) or base_id(backend.name)
 
     def fit(self, backend, task, ctx):
         provider = self._provider(backend, ctx)
@@ -127,7 +122,7 @@ class OpenAIFinetune(Strategy):
         from tunewise.strategies.prompting._common import prompt_predictor
 
         if state["provider"] == "api":
-            return prompt_predictor(backend.with_model_name(state["job"]["fine_tuned_model"]), task,
+            return prompt_predictor(backend.with_model(state["job"]["fine_tuned_model"]), task,
                                     _causal.shared_messages(task))
         from tunewise.strategies.finetuning._peft import load_adapter, peft_predictor
 
@@ -139,7 +134,7 @@ class OpenAIFinetune(Strategy):
 
     def _start(self, provider, backend, task, ctx) -> dict[str, Any]:
         c = self.config
-        base = self._base(backend)
+        base = self.config.model or provider.base_model
         files = {"train": _causal.training_split(task, c.max_train_examples, ctx.seed),
                  "validation": task.validation if c.validation else []}
         checks, paths = {}, {}
@@ -157,7 +152,7 @@ class OpenAIFinetune(Strategy):
         price = self._price(ctx, base)
         cost = None if price is None else tokens / 1e6 * price
         estimate = {"estimated_training_tokens": tokens, "estimated_training_cost_usd": cost,
-                    "token_counter": getattr(backend, "token_counter", "model tokenizer")}
+                    "token_counter": provider.token_counter}
         ctx.stats.update(estimate)
         (ctx.artifact_dir / "data_check.json").write_text(json.dumps(
             {split: r.summary() for split, r in checks.items()} | {"estimate": estimate}, indent=1), encoding="utf-8")
@@ -174,7 +169,7 @@ class OpenAIFinetune(Strategy):
             body["validation_file"] = provider.upload(paths["validation"])
         job = provider.create(body, ctx.on_train_start)
         return {"provider": provider.kind, "job_id": job["id"], "base_model": base, "request": body,
-                "base_url": getattr(backend, "base_url", None), "estimate": estimate, "job": job}
+                "base_url": provider.base_url, "estimate": estimate, "job": job}
 
     def _price(self, ctx, base: str) -> float | None:
         """USD per million training tokens: the option, else the run's `prices:` (handed in the context)."""

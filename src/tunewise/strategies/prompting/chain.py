@@ -104,7 +104,7 @@ class ChainPredictor(Predictor):
     def __init__(self, backend, task: Task, steps: list[CompiledStep], demos: list[dict], batch_size: int):
         self.backend, self.task, self.steps, self.demos = backend, task, steps, demos
         self.batch_size = batch_size
-        self.model = getattr(backend, "model", None)
+        self.model = backend.model
 
     def predict(self, examples: Sequence[Example], on_batch: Callable[[int], None] | None = None
                 ) -> list[Prediction]:

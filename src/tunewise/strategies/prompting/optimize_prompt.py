@@ -177,7 +177,7 @@ class OptimizePrompt(Strategy):
             ctx.progress.update(bar, visible=False)
         ctx.stats.update({"instruction": best, "validation_score": score, "candidates": history,
                           "validation_source": optimiser.val_source, "validation_examples": len(optimiser.val),
-                          "optimizer_model": c.optimizer_model or getattr(backend, "name", None),
+                          "optimizer_model": c.optimizer_model or backend.name,
                           "optimization_tokens": optimiser.tokens})
         ctx.artifact_dir.mkdir(parents=True, exist_ok=True)
         (ctx.artifact_dir / "instruction.json").write_text(json.dumps({"instruction": best}), encoding="utf-8")
