@@ -101,19 +101,28 @@ def test_no_check_below_twenty_validation_examples(tmp_path):
     assert len(s.calls) == 1 and "collapse" not in ctx.stats
 
 
-def test_a_classifier_that_cannot_tell_inputs_apart_is_retrained_then_flagged(tmp_path, tiny_encoder):
-    """Every input is the same sentence, so any encoder gives one label to all: collapse, whatever it learns."""
+@pytest.mark.parametrize("name, options", [
+    ("head-only", {}),
+    ("gradual-unfreeze", {}),  # the encoder path with an unfreezing callback, copied afresh per attempt
+    ("gradual-unfreeze", {"model": "causal"}),  # the causal path (`_lm_fit.fit_causal`)
+])
+def test_a_classifier_that_cannot_tell_inputs_apart_is_retrained_then_flagged(tmp_path, request, name, options):
+    """Every input is the same sentence, so any model gives one label to all: collapse, whatever it learns.
+    Both shared fine-tuning paths (encoder and causal) go through the guard."""
     same = [Example(f"{split}{i}", "the same sentence every time", "yes" if i % 3 else "no")
             for split in ("t", "v", "x") for i in range(24)]
     task = Task("same", "classification", same[:24], same[24:48], same[48:], "Yes or no?", ["no", "yes"])
     from tunewise.registry import get_strategy
 
-    strategy = get_strategy("head-only")(strategy_config({"name": "head-only", "epochs": 1, "batch_size": 8}))
+    strategy = get_strategy(name)(strategy_config({"name": name, "epochs": 1, "batch_size": 8, **options}))
+    kind = strategy.backend_kind
+    model = request.getfixturevalue("tiny_causal" if kind == "causal" else "tiny_encoder")
     ctx = FitContext(artifact_dir=tmp_path, seed=0)
-    strategy.fit(load_backend(tiny_encoder, "encoder", "cpu"), task, ctx)
+    strategy.fit(load_backend(model, kind, "cpu"), task, ctx)
     record = ctx.stats["collapse"]
     assert record["collapsed"] and record["share"] == 1.0
-    assert [t["learning_rate"] for t in record["tried"]] == [pytest.approx(2e-3), pytest.approx(2e-4)]
+    lr = strategy.config.learning_rate
+    assert [t["learning_rate"] for t in record["tried"]] == [pytest.approx(lr), pytest.approx(lr / 10)]
     result = {"strategy": "head-only", "family": "finetuning", "status": "done",
               "metrics": {"primary": "accuracy", "accuracy": {"value": 0.6, "low": 0.5, "high": 0.7}},
               "cost": {"details": {"collapse": record}}}

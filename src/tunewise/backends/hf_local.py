@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from tunewise.backends import embedded
-from tunewise.backends.base import Backend, Capabilities
+from tunewise.backends.base import Capabilities, CausalBackend, EncoderBackend
 from tunewise.backends.scoring import score_continuations
 from tunewise.errors import UserError
 
@@ -44,7 +44,7 @@ def _load(loader: Callable, name: str, **kwargs):
             f"embedded name ({', '.join(embedded.EMBEDDED)}), or a Hugging Face name while online") from None
 
 
-class CausalLMBackend(Backend):
+class CausalLMBackend(CausalBackend):
     """A causal LM: label scoring by log-likelihood, generation, and a trainable copy for fine-tuning."""
 
     def __init__(self, name: str, device: str = "auto", model=None, tokenizer=None):
@@ -53,7 +53,7 @@ class CausalLMBackend(Backend):
         self.name = name
         self.device = pick_device(device)
         self.dtype = _dtype_for(self.device)
-        self.capabilities = Capabilities(kind="causal", can_train=True, supports_logprobs=True)
+        self.capabilities = Capabilities(kind="causal", can_train=True, supports_logprobs=True, local_weights=True)
         self.tokenizer = tokenizer or _load(AutoTokenizer.from_pretrained, name)
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
@@ -79,6 +79,12 @@ class CausalLMBackend(Backend):
         if self.device.type == "cuda":
             return torch.cuda.max_memory_allocated(self.device) / 2**20
         return None
+
+    @property
+    def context_window(self) -> int | None:
+        # a wrapped model (e.g. prompt-learning's VirtualTokensLM) may have no config; not every config has it
+        window = getattr(getattr(self.model, "config", None), "max_position_embeddings", None)
+        return int(window) if window else None
 
     # --- prompt formatting -------------------------------------------------------------------
     @property
@@ -174,7 +180,7 @@ class CausalLMBackend(Backend):
         return results
 
 
-class EncoderBackend(Backend):
+class HFEncoderBackend(EncoderBackend):
     """A bidirectional encoder (BERT-like) for classification heads and sentence embeddings."""
 
     def __init__(self, name: str, device: str = "auto"):
@@ -182,9 +188,10 @@ class EncoderBackend(Backend):
 
         self.name = name
         self.device = pick_device(device)
-        self.capabilities = Capabilities(kind="encoder", can_train=True, supports_logprobs=False)
+        self.capabilities = Capabilities(kind="encoder", can_train=True, supports_logprobs=False, local_weights=True)
         self.path = embedded.resolve(name)
         self.tokenizer = _load(AutoTokenizer.from_pretrained, name)
+        self._encoder = None  # the bare encoder for embed(), loaded on first use
 
     def classifier(self, labels: Sequence[str]):
         """A fresh sequence classifier over the encoder's weights, with a new head for `labels`."""
@@ -201,7 +208,7 @@ class EncoderBackend(Backend):
         """Mean-pooled, L2-normalised sentence embeddings (as sentence-transformers computes them)."""
         from transformers import AutoModel
 
-        if not hasattr(self, "_encoder"):
+        if self._encoder is None:
             self._encoder = _load(AutoModel.from_pretrained, self.name).to(self.device).eval()
         chunks = []
         for start in range(0, len(texts), batch_size):

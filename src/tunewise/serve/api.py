@@ -52,7 +52,7 @@ def _usage(prompt: int, completion: int) -> dict[str, int]:
 
 
 def _fits(entry: Entry, prompt_tokens: int, max_tokens: int) -> None:
-    limit = getattr(getattr(entry.backend.model, "config", None), "max_position_embeddings", None)
+    limit = entry.backend.context_window
     if limit and prompt_tokens + max_tokens > limit:
         raise ApiError(400, f"This model's maximum context length is {limit} tokens; the prompt has "
                        f"{prompt_tokens} and max_tokens asks for {max_tokens} more.", "messages",

@@ -63,7 +63,7 @@ class ScoringPredictor(Predictor):
                  demos_for: DemosFor | None = None):
         self.backend, self.task, self.shared, self.batch_size = backend, task, shared, batch_size
         self.calibrate, self.demos_for = calibrate, demos_for
-        self.model = getattr(backend, "model", None)
+        self.model = backend.model
         eot = backend.end_of_turn()
         self.continuations = [backend.answer_prefix() + label + eot for label in task.labels]
         self.calibration: dict[str, float] | None = None  # label -> content-free probability (fixed prompt)
@@ -131,7 +131,7 @@ class GenerationPredictor(Predictor):
     def __init__(self, backend, shared: Messages, max_new_tokens: int = 64, batch_size: int = 8,
                  postprocess: Callable[[str], str] = str.strip, demos_for: DemosFor | None = None):
         self.backend, self.shared, self.demos_for = backend, shared, demos_for
-        self.model = getattr(backend, "model", None)
+        self.model = backend.model
         self.max_new_tokens, self.batch_size, self.postprocess = max_new_tokens, batch_size, postprocess
 
     def predict(self, examples: Sequence[Example], on_batch: Callable[[int], None] | None = None
@@ -161,6 +161,27 @@ def prompt_predictor(backend, task: Task, shared: Messages, batch_size: int = 16
         raise ValueError("contextual calibration needs label scoring; check uses_scoring() first")
     return GenerationPredictor(backend, shared, max_new_tokens=max_new_tokens, batch_size=batch_size,
                                demos_for=demos_for)
+
+
+def instruction_predictor(backend, task: Task, ctx, cfg,
+                          demonstrations: Callable[[], tuple[Messages, DemosFor | None]] = lambda: ([], None)
+                          ) -> Predictor:
+    """What zero-shot and few-shot share: `cfg.instruction` (or the task's) with `cfg.role` as the system
+    message, then the demonstrations, then the query; label scoring or generation (`prompt_predictor`).
+
+    `cfg` has instruction, role, max_new_tokens and calibrate. `demonstrations()` returns fixed demonstration
+    messages, or a per-example `DemosFor`. Calibration is refused (UserError) before demonstrations are
+    chosen where it cannot work; with a fixed prompt its label distribution goes to `ctx.stats`.
+    """
+    if cfg.calibrate:
+        check_calibrate(cfg.id, backend, task)
+    demos, demos_for = demonstrations()
+    shared = [{"role": "system", "content": system_prompt(task, cfg.instruction, cfg.role)}] + demos
+    predictor = prompt_predictor(backend, task, shared, max_new_tokens=cfg.max_new_tokens, calibrate=cfg.calibrate,
+                                 demos_for=demos_for)
+    if cfg.calibrate and demos_for is None:
+        ctx.stats["calibration"] = predictor.calibration
+    return predictor
 
 
 def uses_scoring(backend, task: Task) -> bool:
