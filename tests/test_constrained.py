@@ -175,6 +175,23 @@ def test_output_schema_is_refused_where_it_cannot_apply(backend, tmp_path):
             config(name="zero-shot", **bad)
 
 
+def test_backends_declare_constrained_output_and_refuse_a_constraint_without_it(backend, tmp_path, monkeypatch):
+    from tunewise.backends import load_backend
+    from tunewise.backends.constrained import Constraint
+    from tunewise.errors import CapabilityError
+
+    monkeypatch.setenv("TUNEWISE_OPENAI_CACHE_DIR", str(tmp_path / "cache"))
+    fake = load_backend("fake-nologprobs", "causal")
+    completion = load_backend("openai:m?base_url=http://127.0.0.1:9/v1&logprobs=false&mode=completion", "causal")
+    assert backend.capabilities.constrained_output and not fake.capabilities.constrained_output
+    assert not completion.capabilities.constrained_output
+    for refusing, name in [(fake, "'fake-nologprobs'"), (completion, "'openai:m'")]:
+        with pytest.raises(CapabilityError) as err:
+            refusing.generate(["<user>2 + 2</user><assistant>"], constraint=Constraint.json_object())
+        assert "\n" not in str(err.value) and name in str(err.value)
+    assert fake.generate(["<user>2 + 2</user><assistant>"], constraint=None) == [("The answer is 2", 4)]
+
+
 def test_output_schema_goes_to_an_api_model_as_response_format(tmp_path, monkeypatch):
     from tunewise.backends import load_backend
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tunewise import experiment
 from tunewise.cli import app
+from tunewise.runs import cell as cell_module
 from tunewise.store import Store
 
 STRATEGIES = [
@@ -38,6 +38,8 @@ def test_run_end_to_end_and_show(tmp_path, sentiment_csv, tiny_causal, tiny_enco
     run_dir = Path(result.output.strip().splitlines()[-1].split("run folder: ")[1])
     assert (run_dir / "config.yaml").is_file()
     results = json.loads((run_dir / "results.json").read_text())
+    assert {r["strategy"] for r in results if r["family"] == "baseline"} == {"majority-baseline", "random-baseline"}
+    results = [r for r in results if r["family"] != "baseline"]
     assert {r["strategy"] for r in results} == {"zero-shot", "few-shot", "lora", "full-finetune", "head-only"}
     assert all(r["status"] == "done" for r in results)
     splits = json.loads((run_dir / "splits.json").read_text())
@@ -65,23 +67,23 @@ def test_run_end_to_end_and_show(tmp_path, sentiment_csv, tiny_causal, tiny_enco
 def test_resume_finishes_only_what_was_not_finished(tmp_path, sentiment_csv, tiny_causal, tiny_encoder,
                                                     monkeypatch):
     config = _config(tmp_path, sentiment_csv, tiny_causal, tiny_encoder)
-    real_predict = experiment._predict
+    real_predict = cell_module._predict
     calls: list[str] = []
 
-    def interrupted(predictor, task, store, run_id, sid, progress):
-        calls.append(sid)
-        if sid == "lora":  # Ctrl-C while the third strategy is being scored
+    def interrupted(predictor, task, cell_id, done, progress):
+        calls.append(cell_id)
+        if cell_id == "lora":  # Ctrl-C while the third strategy is being scored
             raise KeyboardInterrupt
-        return real_predict(predictor, task, store, run_id, sid, progress)
+        return real_predict(predictor, task, cell_id, done, progress)
 
-    monkeypatch.setattr(experiment, "_predict", interrupted)
+    monkeypatch.setattr(cell_module, "_predict", interrupted)
     first = CliRunner().invoke(app, ["run", str(config)])
     assert first.exit_code == 130
     run_dir = next((tmp_path / "runs").iterdir())
     store = Store(run_dir / "tunewise.db")
     run_id = store.run()["id"]
     assert store.run()["status"] == "interrupted"
-    assert {r["strategy"]: r["status"] for r in store.results(run_id)} == {
+    assert {r["strategy"]: r["status"] for r in store.results(run_id) if r["family"] != "baseline"} == {
         "zero-shot": "done", "few-shot": "done", "lora": "interrupted"}
     done_before = {r["strategy"]: r["finished_at"] for r in store.results(run_id) if r["status"] == "done"}
     # The LoRA adapter was trained and saved before the interrupt: resume must reuse it, not retrain.
@@ -92,11 +94,11 @@ def test_resume_finishes_only_what_was_not_finished(tmp_path, sentiment_csv, tin
     lora_cls = strategies()["lora"]
     real_fit = lora_cls.fit
     monkeypatch.setattr(lora_cls, "fit", lambda self, *a, **k: fitted.append(1) or real_fit(self, *a, **k))
-    monkeypatch.setattr(experiment, "_predict", real_predict)
+    monkeypatch.setattr(cell_module, "_predict", real_predict)
     second = CliRunner().invoke(app, ["run", "--resume", str(run_dir)])
     assert second.exit_code == 0, second.output
     results = {r["strategy"]: r for r in store.results(run_id)}
-    assert all(r["status"] == "done" for r in results.values()) and len(results) == 5
+    assert all(r["status"] == "done" for r in results.values()) and len(results) == 5 + 2  # and two baselines
     assert {s: results[s]["finished_at"] for s in done_before} == done_before  # not redone
     assert not fitted, "resume retrained LoRA although its adapter was saved"
     assert store.run()["status"] == "done"
@@ -117,4 +119,4 @@ def test_training_on_fake_backend_fails_before_anything_runs(tmp_path, sentiment
     assert "error:" in result.output and "Traceback" not in result.output
     run_dir = next((tmp_path / "runs").iterdir())
     store = Store(run_dir / "tunewise.db")
-    assert store.results(store.run()["id"]) == []  # nothing started
+    assert [r for r in store.results(store.run()["id"]) if r["family"] != "baseline"] == []  # no strategy started

@@ -64,7 +64,7 @@ def test_run_through_the_api_then_rerun_from_cache_and_never_store_the_key(
     assert first.exit_code == 0, first.output
     folder = run_folder(first.output)
     results = json.loads((folder / "results.json").read_text())
-    assert [r["status"] for r in results] == ["done", "done"]
+    assert [r["status"] for r in results if r["family"] != "baseline"] == ["done", "done"]
     rows = stored(folder, "zero-shot")
     assert all(abs(sum(r["scores"].values()) - 1) < 1e-6 for r in rows)
     # Prompt tokens come from the server's usage: the chat template's tokens, not an estimate.

@@ -175,12 +175,28 @@ def test_curve_and_report_of_a_real_run(real_run):
     curve = json.loads((real_run / "curve.json").read_text())
     sizes = sorted(p["train_examples"] for p in curve["points"] if p["strategy"] == "head-only")
     assert sizes[0] == 6 and sizes[-1] > 6 and len(sizes) == 2  # the curve point and the run's own full size
-    assert {b["strategy"] for b in curve["baselines"]} == {"zero-shot", "few-shot"}
-    assert len(list((real_run / "curve").iterdir())) == 1  # one sub-run per size
+    assert {b["strategy"] for b in curve["baselines"] if b["family"] == "prompting"} == {"zero-shot", "few-shot"}
+    assert {b["strategy"] for b in curve["baselines"] if b["family"] == "baseline"} == {"majority-baseline",
+                                                                                        "random-baseline"}
+    cells = _curve_cells(real_run)
+    assert {c: (status, size) for c, (status, size, _) in cells.items()} == {"head-only@n=6": ("done", 6)}
     html = (real_run / "report.html").read_text(encoding="utf-8")
     assert 'id="chart-curve"' in html and (real_run / "results.csv").is_file()
     again = CliRunner().invoke(app, ["curve", str(real_run), "--sizes", "6,1000"])  # nothing to rerun:
-    assert again.exit_code == 0 and len(list((real_run / "curve").iterdir())) == 1  # 6 done, 1000 >= full size
+    assert again.exit_code == 0 and _curve_cells(real_run) == cells  # 6 done, 1000 >= full size
+
+
+def _curve_cells(run_dir: Path) -> dict[str, tuple[str, int, float]]:
+    """The run's cells at a capped training size (one per fine-tuning strategy and size): status, size and
+    when each finished (a rerun would change it)."""
+    from tunewise.store import open_run
+
+    store, run = open_run(run_dir)
+    try:
+        return {r["strategy"]: (r["status"], r["train_size"], r["finished_at"]) for r in store.results(run["id"])
+                if r["train_size"] is not None}
+    finally:
+        store.close()
 
 
 def _chromium() -> str | None:
@@ -220,13 +236,14 @@ def _check_page(b: Chromium) -> None:
     for sel in ("#chart-pareto svg", "#chart-breakeven svg", "#chart-curve svg", ".chart-loss svg"):
         shown = b.js(f"({visible})({json.dumps(sel)})")
         assert shown and all(shown), f"{sel} not visible: {shown}"
-    assert b.js("document.querySelectorAll('#leaderboard-table tbody tr').length") == 3
+    assert b.js("document.querySelectorAll('#leaderboard-table tbody tr').length") == 5  # and two baselines
     order = "Array.from(document.querySelectorAll('#leaderboard-table tbody tr')).map(r => r.dataset.strategy)"
     b.click("#leaderboard-table th:nth-child(1)")
-    assert b.js(order) == ["few-shot", "head-only", "zero-shot"]
+    names = ["few-shot", "head-only", "majority-baseline", "random-baseline", "zero-shot"]
+    assert b.js(order) == names
     assert b.js("document.querySelector('#leaderboard-table th').getAttribute('aria-sort')") == "ascending"
     b.click("#leaderboard-table th:nth-child(1)")
-    assert b.js(order) == ["zero-shot", "head-only", "few-shot"]
+    assert b.js(order) == names[::-1]
     col = b.js("Array.from(document.querySelectorAll('#leaderboard-table th')).findIndex("
                "h => h.innerText.startsWith('latency')) + 1")
     b.click(f"#leaderboard-table th:nth-child({col})")

@@ -282,7 +282,4 @@ class TunewiseChatClient(ChatCompletionClient):
 
 
 def _context_window(backend) -> int:
-    model = getattr(backend, "model", None)
-    config = getattr(model, "config", None)
-    window = getattr(config, "max_position_embeddings", None)
-    return int(window) if window else 8192
+    return backend.context_window or 8192  # APIs and fakes do not say: a common window of chat models

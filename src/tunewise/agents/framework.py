@@ -1,5 +1,6 @@
 """An agent built with Microsoft Agent Framework (`agent-framework-core` + `agent-framework-openai`) on any
-OpenAI-compatible chat endpoint: `tunewise serve`, vLLM, OpenAI itself. `tunewise agents ask` runs it.
+OpenAI-compatible chat endpoint: `tunewise serve`, vLLM, OpenAI itself. `tunewise agents ask` runs it
+(`tunewise.apps.agents_ask`).
 
 Nothing here is specific to tunewise's models: the agent reaches the model only through the OpenAI chat API
 (tools, tool_choice, tool turns), which `tunewise serve` implements with grammar-constrained tool calls, and
@@ -85,24 +86,3 @@ def served_model(base_url: str, api_key: str = "unused") -> str:
     raise UserError(f"{base_url}: the server offers no raw model that takes tools (models: {', '.join(kinds)}); "
                     "give --model")
 
-
-def ask_endpoint(question: str, *, run=None, base_url: str | None = None, model: str | None = None,
-                 tool_names: Sequence[str] = ("calculator",), api_key_env: str | None = None,
-                 **options: Any) -> dict[str, Any]:
-    """`ask` against an endpoint (`base_url`) or a run folder served for the duration (`run`); tools are
-    looked up by registered name. Returns ask's result plus "model"."""
-    from tunewise.agents.tools import ToolContext, resolve_tools
-    from tunewise.serve import read_api_key
-
-    if (run is None) == (base_url is None):
-        raise UserError("give either --run RUN_FOLDER (served while the agent runs) or --base-url URL")
-    tools = resolve_tools(list(tool_names), ToolContext())
-    api_key = read_api_key(api_key_env) or "unused"
-    if base_url is not None:
-        name = model or served_model(base_url, api_key)
-        return {**ask(question, base_url=base_url, model=name, tools=tools, api_key=api_key, **options), "model": name}
-    from tunewise.serve.process import ServerProcess
-
-    with ServerProcess(run) as server:
-        name = model or served_model(server.url)
-        return {**ask(question, base_url=server.url, model=name, tools=tools, **options), "model": name}

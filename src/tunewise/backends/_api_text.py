@@ -17,7 +17,7 @@ import zlib
 from functools import cache
 from typing import Any
 
-from tunewise.errors import UserError
+from tunewise.errors import CapabilityError, UserError
 
 RS = "\x1e"  # ASCII record separator: never typed by users, so it marks our message lines unambiguously
 
@@ -155,13 +155,18 @@ def one_hot_logprobs(choice: str, labels: list[str], eps: float = 1e-3) -> list[
     return [math.log(1 - eps) if label == choice else math.log(rest) for label in labels]
 
 
-def response_format(constraint, mode: str) -> dict[str, Any] | None:
-    """OpenAI's response_format for a JSON constraint (strict json_schema, or json_object)."""
+def response_format(constraint, model: str, chat: bool) -> dict[str, Any] | None:
+    """OpenAI's response_format for a JSON constraint (strict json_schema, or json_object). CapabilityError
+    when `model` is used through the completions API (no response_format there); UserError for a grammar
+    (structural tag), which the API cannot take."""
     if constraint is None:
         return None
-    if mode != "chat" or constraint.kind == "structural_tag":
-        raise UserError("a JSON output constraint needs the chat API (response_format); this model is used "
-                        "through the completions API")
+    if not chat:
+        raise CapabilityError(f"'{model}' is used through the completions API, which takes no response_format; "
+                              "use the chat API (mode=chat in the model name)")
+    if constraint.kind == "structural_tag":
+        raise UserError("an API model takes JSON output constraints only (response_format json_schema or "
+                        "json_object), not a structural tag; use a local model for grammar-constrained tool calls")
     if constraint.kind == "json_object":
         return {"type": "json_object"}
     return {"type": "json_schema", "json_schema": {"name": "answer", "schema": json.loads(constraint.spec),

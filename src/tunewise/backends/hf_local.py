@@ -5,14 +5,18 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from tunewise.backends import embedded
-from tunewise.backends.base import Backend, Capabilities
+from tunewise.backends.base import Capabilities, CausalBackend, EncoderBackend
 from tunewise.backends.scoring import score_continuations
 from tunewise.errors import UserError
+
+if TYPE_CHECKING:
+    from tunewise.backends.constrained import Constraint
 
 Messages = list[dict[str, str]]
 # transformers warns on every save of a model it did not shard; it is noise for single-device runs.
@@ -44,7 +48,7 @@ def _load(loader: Callable, name: str, **kwargs):
             f"embedded name ({', '.join(embedded.EMBEDDED)}), or a Hugging Face name while online") from None
 
 
-class CausalLMBackend(Backend):
+class CausalLMBackend(CausalBackend):
     """A causal LM: label scoring by log-likelihood, generation, and a trainable copy for fine-tuning."""
 
     def __init__(self, name: str, device: str = "auto", model=None, tokenizer=None):
@@ -53,7 +57,8 @@ class CausalLMBackend(Backend):
         self.name = name
         self.device = pick_device(device)
         self.dtype = _dtype_for(self.device)
-        self.capabilities = Capabilities(kind="causal", can_train=True, supports_logprobs=True)
+        self.capabilities = Capabilities(kind="causal", can_train=True, supports_logprobs=True, local_weights=True,
+                                         constrained_output=True)
         self.tokenizer = tokenizer or _load(AutoTokenizer.from_pretrained, name)
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
@@ -79,6 +84,12 @@ class CausalLMBackend(Backend):
         if self.device.type == "cuda":
             return torch.cuda.max_memory_allocated(self.device) / 2**20
         return None
+
+    @property
+    def context_window(self) -> int | None:
+        # a wrapped model (e.g. prompt-learning's VirtualTokensLM) may have no config; not every config has it
+        window = getattr(getattr(self.model, "config", None), "max_position_embeddings", None)
+        return int(window) if window else None
 
     # --- prompt formatting -------------------------------------------------------------------
     @property
@@ -138,7 +149,7 @@ class CausalLMBackend(Backend):
     @torch.no_grad()
     def generate(self, prompts: Sequence[str], max_new_tokens: int = 64, stop: Sequence[str] = (),
                  batch_size: int = 8, on_batch: Callable[[int], None] | None = None,
-                 constraint=None) -> list[tuple[str, int]]:
+                 constraint: Constraint | None = None) -> list[tuple[str, int]]:
         """Greedy generation; returns (text, completion tokens) per prompt, cut at the first stop string.
         `constraint` (a `constrained.Constraint`): the text must match it (grammar-constrained decoding)."""
         return [s[0] for s in self.sample(prompts, 1, 0.0, max_new_tokens, stop, batch_size, on_batch,
@@ -147,7 +158,7 @@ class CausalLMBackend(Backend):
     @torch.no_grad()
     def sample(self, prompts: Sequence[str], n: int = 1, temperature: float = 0.0, max_new_tokens: int = 64,
                stop: Sequence[str] = (), batch_size: int = 8, on_batch: Callable[[int], None] | None = None,
-               top_p: float = 1.0, constraint=None) -> list[list[tuple[str, int]]]:
+               top_p: float = 1.0, constraint: Constraint | None = None) -> list[list[tuple[str, int]]]:
         """n completions per prompt (greedy when temperature is 0): [[(text, completion tokens), ...], ...]."""
         tok = self.tokenizer
         tok.padding_side = "left"
@@ -181,7 +192,7 @@ class CausalLMBackend(Backend):
         return results
 
 
-class EncoderBackend(Backend):
+class HFEncoderBackend(EncoderBackend):
     """A bidirectional encoder (BERT-like) for classification heads and sentence embeddings."""
 
     def __init__(self, name: str, device: str = "auto"):
@@ -189,9 +200,10 @@ class EncoderBackend(Backend):
 
         self.name = name
         self.device = pick_device(device)
-        self.capabilities = Capabilities(kind="encoder", can_train=True, supports_logprobs=False)
+        self.capabilities = Capabilities(kind="encoder", can_train=True, supports_logprobs=False, local_weights=True)
         self.path = embedded.resolve(name)
         self.tokenizer = _load(AutoTokenizer.from_pretrained, name)
+        self._encoder = None  # the bare encoder for embed(), loaded on first use
 
     def classifier(self, labels: Sequence[str]):
         """A fresh sequence classifier over the encoder's weights, with a new head for `labels`."""
@@ -208,7 +220,7 @@ class EncoderBackend(Backend):
         """Mean-pooled, L2-normalised sentence embeddings (as sentence-transformers computes them)."""
         from transformers import AutoModel
 
-        if not hasattr(self, "_encoder"):
+        if self._encoder is None:
             self._encoder = _load(AutoModel.from_pretrained, self.name).to(self.device).eval()
         chunks = []
         for start in range(0, len(texts), batch_size):

@@ -16,15 +16,18 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from tunewise.backends import _api_text as txt
 from tunewise.backends._api_cache import ResponseCache, request_key
 from tunewise.backends._api_settings import PREFIX, ApiSettings, cache_folder, parse_model_name, read_key
-from tunewise.backends.base import Backend, Capabilities
+from tunewise.backends.base import Capabilities, CausalBackend
 from tunewise.errors import CapabilityError, UserError
+
+if TYPE_CHECKING:
+    from tunewise.backends.constrained import Constraint
 
 OPENAI_URL = "https://api.openai.com/v1"
 
@@ -33,8 +36,8 @@ class ApiRequestError(RuntimeError):
     """The server rejected a request (400/422): a parameter it does not support, a prompt too long, ..."""
 
 
-class OpenAIBackend(Backend):
-    model = None  # no local weights
+class OpenAIBackend(CausalBackend):
+    """No local weights (`model` is None); `with_model(name)` switches to another model of the same server."""
 
     def __init__(self, remote: str, settings: ApiSettings, client=None, cache: ResponseCache | None = None):
         self.remote, self.settings = remote, settings
@@ -50,7 +53,7 @@ class OpenAIBackend(Backend):
         chat = settings.mode == "chat"
         logprobs = self._probe() if settings.logprobs == "auto" else settings.logprobs
         self.capabilities = Capabilities(kind="causal", can_train=False, supports_logprobs=logprobs,
-                                         needs_key=True)
+                                         needs_key=True, finetune_api=True, constrained_output=chat)
         self._eot, self._answer = ("", "") if chat else ("\n", " ")
 
     @classmethod
@@ -212,11 +215,11 @@ class OpenAIBackend(Backend):
 
     def generate(self, prompts: Sequence[str], max_new_tokens: int = 64, stop: Sequence[str] = (),
                  batch_size: int = 8, on_batch: Callable[[int], None] | None = None,
-                 constraint=None) -> list[tuple[str, int]]:
+                 constraint: Constraint | None = None) -> list[tuple[str, int]]:
         """Greedy answers; when the prompt lists the labels ('Answer with exactly one of: ...') and asks for
         no reasoning, the answer is parsed onto that label set (constrained parsing). A JSON `constraint`
-        (`constrained.Constraint`) is sent as response_format (chat mode only)."""
-        fmt = txt.response_format(constraint, self.settings.mode)
+        (`constrained.Constraint`) is sent as response_format (chat mode only: CapabilityError otherwise)."""
+        fmt = txt.response_format(constraint, self.name, chat=self.capabilities.constrained_output)
 
         def one(prompt: str) -> tuple[str, int]:
             text, n = self._complete(prompt, max_new_tokens, 0.0, stop, response_format=fmt)[0]

@@ -55,14 +55,8 @@ def score_continuations(
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
         b = len(idx)
-        width = max(len(suffixes[i]) for i in idx)
-        ids = torch.full((b, width), pad_id, dtype=torch.long, device=device)
-        smask = torch.zeros((b, width), dtype=torch.long, device=device)
-        for r, i in enumerate(idx):
-            s = suffixes[i]
-            if s:
-                ids[r, width - len(s):] = torch.tensor(list(s))
-                smask[r, width - len(s):] = 1
+        ids, smask = _left_padded([suffixes[i] for i in idx], pad_id, device)
+        width = ids.shape[1]
         mask = torch.cat([torch.ones((b, p_len), dtype=torch.long, device=device), smask], dim=1)
         cache = None
         if prefix_cache is not None:
@@ -89,6 +83,18 @@ def score_continuations(
         if on_batch:
             on_batch(b)
     return scores
+
+
+def _left_padded(rows: Sequence[Sequence[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids, mask) of shape (len(rows), longest row): each row right-aligned, padding on the left."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long, device=device)
+    mask = torch.zeros((len(rows), width), dtype=torch.long, device=device)
+    for r, row in enumerate(rows):
+        if row:
+            ids[r, width - len(row):] = torch.tensor(list(row))
+            mask[r, width - len(row):] = 1
+    return ids, mask
 
 
 def _packed_continuations(model, cache_kw, cache, past_mask, next_pos, continuations) -> torch.Tensor:

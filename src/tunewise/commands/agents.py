@@ -2,7 +2,7 @@
 `ask`: an Agent Framework agent with Python tools over the OpenAI chat API of `tunewise serve` (or any endpoint).
 
 The teams show the conversation live, one message at a time, and save it as JSON. The logic lives in
-`tunewise.agents.optimize`, `tunewise.agents.write` and `tunewise.agents.framework`.
+`tunewise.apps.agents_optimize`, `tunewise.apps.agents_write` and `tunewise.apps.agents_ask`.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def optimize_prompt_command(
 ):
     """A prompt engineer proposes instructions, an evaluator tool scores them on the validation split, a
     critic analyses the failures; prints the best instruction and saves the history."""
-    from tunewise.agents.optimize import optimize_prompt
+    from tunewise.apps.agents_optimize import optimize_prompt
 
     result = optimize_prompt(config, rounds=rounds, validation_examples=validation_examples, output=output,
                              on_turn=show_turn)
@@ -69,7 +69,7 @@ def write_command(
     output: Annotated[Path | None, typer.Option(help="JSON file for the conversation (default: runs/).")] = None,
 ):
     """A researcher, a writer and an editor write about TOPIC; the conversation is shown live and saved."""
-    from tunewise.agents.write import write
+    from tunewise.apps.agents_write import write
 
     result = write(topic, model=model, device=device, rounds=rounds, max_new_tokens=max_tokens, output=output,
                    human_turns=human_turn or (), on_turn=show_turn)
@@ -99,7 +99,7 @@ def ask_command(
 ):
     """An agent built with Microsoft Agent Framework answers QUESTION through the OpenAI chat API, calling
     tunewise's registered Python tools; tool calls and results are shown as they happen."""
-    from tunewise.agents.framework import ask_endpoint
+    from tunewise.apps.agents_ask import ask_endpoint
 
     def show(kind: str, text: str) -> None:
         out.print(f"[bold]{kind}[/] {escape(text)}", highlight=False, soft_wrap=True)

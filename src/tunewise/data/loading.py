@@ -14,9 +14,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from tunewise.config import TaskConfig
 from tunewise.data.builtin import BUILTIN
 from tunewise.data.chat import chat_row, is_chat_row, shared_system
+from tunewise.data.config import TaskConfig
 from tunewise.data.splits import cap, split_rows
 from tunewise.data.task import Example, Task
 from tunewise.errors import UserError

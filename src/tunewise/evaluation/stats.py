@@ -59,25 +59,29 @@ def mcnemar(b: int, c: int, exact: bool | None = None) -> dict[str, float | str]
 
 def paired_bootstrap(a: np.ndarray, b: np.ndarray, seed: int = 0, n_boot: int = 2000,
                      level: float = 0.95) -> dict[str, float | str]:
-    """Paired bootstrap of mean(a) - mean(b) over the same examples.
-
-    The p-value is two-sided under the null of no difference: the bootstrap distribution is shifted
-    to be centred on zero and we count how often it lands at least as far out as the observed
-    difference (Efron & Tibshirani's shift method), with the +1 correction so it is never exactly 0.
-    """
+    """Paired bootstrap of mean(a) - mean(b) over the same examples (see `bootstrap_difference`)."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     d = a - b
     n = len(d)
     if n == 0:
         return {"diff": float("nan"), "low": float("nan"), "high": float("nan"), "pvalue": 1.0,
                 "method": "paired bootstrap"}
-    observed = float(d.mean())
     rng = np.random.default_rng(seed)
     means = d[rng.integers(0, n, size=(n_boot, n))].mean(axis=1)
+    return bootstrap_difference(float(d.mean()), means, level)
+
+
+def bootstrap_difference(observed: float, draws: np.ndarray, level: float = 0.95) -> dict[str, float | str]:
+    """{'diff', 'low', 'high', 'pvalue', 'method'} from bootstrap draws of a paired difference.
+
+    The percentile interval of the draws, and a two-sided p-value under the null of no difference: the
+    draws are shifted to be centred on zero and we count how often they land at least as far out as the
+    observed difference (Efron & Tibshirani's shift method), with the +1 correction so it is never 0.
+    """
     alpha = (1 - level) / 2
-    low, high = np.quantile(means, [alpha, 1 - alpha])
-    extreme = np.abs(means - observed) >= abs(observed) - 1e-12
-    pvalue = 1.0 if observed == 0 else float((1 + extreme.sum()) / (1 + n_boot))
+    low, high = np.quantile(draws, [alpha, 1 - alpha])
+    extreme = np.abs(draws - observed) >= abs(observed) - 1e-12
+    pvalue = 1.0 if observed == 0 else float((1 + extreme.sum()) / (1 + len(draws)))
     return {"diff": observed, "low": float(low), "high": float(high), "pvalue": min(1.0, pvalue),
             "method": "paired bootstrap"}
 

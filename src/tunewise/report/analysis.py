@@ -6,7 +6,6 @@ report, results.csv, `tunewise compare` and the MLflow export all render from.
 
 from __future__ import annotations
 
-import contextlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,9 +15,12 @@ from pydantic import ValidationError
 
 from tunewise.config import ConstraintsConfig, PricesConfig, Strict, format_validation_error
 from tunewise.errors import UserError
-from tunewise.evaluation.compare import calibration, compare_to_best, pairwise_pvalues, separation
+from tunewise.evaluation.baselines import is_baseline
+from tunewise.evaluation.compare import calibration, compare_to_best, pairwise_pvalues, separation, versus_baselines
+from tunewise.report import diagnose
 from tunewise.report.cost_model import StrategyCost, break_evens, pareto_front, strategy_cost
-from tunewise.report.recommend import Recommendation, recommend
+from tunewise.report.recommend import Recommendation, TrivialCheck, recommend
+from tunewise.store import open_run
 
 CURVE_FILE = "curve.json"
 
@@ -48,10 +50,23 @@ class Analysis:
     break_evens: list[dict[str, Any]] = field(default_factory=list)
     recommendation: Recommendation | None = None
     curve: dict[str, Any] | None = None
+    labels: list[str] = field(default_factory=list)  # classification: the task's label set
+    metric_reason: str | None = None  # why the primary metric decided (metrics.choose_primary)
+    baselines: dict[str, str] = field(default_factory=dict)  # trivial baseline id -> what it does
+    trivial: dict[str, dict[str, Any]] = field(default_factory=dict)  # compare.versus_baselines()
+    per_class: list[dict[str, Any]] = field(default_factory=list)  # diagnose.per_class_truth() of the leaders
 
     @property
     def done(self) -> list[dict[str, Any]]:
         return [r for r in self.results if r["status"] == "done"]
+
+    @property
+    def candidates(self) -> list[str]:
+        """Finished strategies, best first on the primary metric; the trivial baselines left out."""
+        return [c["strategy"] for c in self.comparison if c["strategy"] not in self.baselines]
+
+    def model_of(self, result: dict[str, Any]) -> str | None:
+        return _backend_model(result, self.run["config"])
 
     def cost_of(self, strategy: str) -> StrategyCost | None:
         return next((c for c in self.costs if c.strategy == strategy), None)
@@ -96,25 +111,16 @@ def _sections(config: dict[str, Any], settings: dict[str, Any], source: str
 
 
 def _backend_model(result: dict[str, Any], config: dict[str, Any]) -> str | None:
-    from tunewise.registry import strategies
-
-    cls = strategies().get(result["name"])
-    kind = getattr(cls, "backend_kind", "causal")
-    cfg = next((c for c in config.get("strategies", []) if isinstance(c, dict) and c.get("id") == result["strategy"]),
-               None)
-    if cls is not None and cfg is not None:  # options such as full-finetune's `model` decide the backend
-        with contextlib.suppress(ValueError):
-            kind = cls(cls.Config.model_validate(cfg)).backend_kind
-    return config.get("encoder") if kind == "encoder" else config.get("model")
+    """The model the result ran on, as the store recorded it; stores written before that column existed
+    (migration 002) fall back to the run's causal model."""
+    return result.get("backend_model") or config.get("model")
 
 
 def analyze(run_dir: str | Path, settings: dict[str, Any] | None = None, seed: int | None = None) -> Analysis:
-    from tunewise.experiment import open_run
-
     run_dir = Path(run_dir)
     store, run = open_run(run_dir)
     try:
-        results = store.results(run["id"])
+        results = store.main_results(run["id"])  # the run's own cells; curve cells are in curve.json
         done = [r for r in results if r["status"] == "done"]
         predictions = {r["strategy"]: store.predictions(run["id"], r["strategy"]) for r in done}
         logs = {r["strategy"]: store.train_log(run["id"], r["strategy"]) for r in results}
@@ -126,24 +132,44 @@ def analyze(run_dir: str | Path, settings: dict[str, Any] | None = None, seed: i
     a = Analysis(run_dir=run_dir, run=run, results=results, predictions=predictions,
                  train_logs={k: v for k, v in logs.items() if v}, kind=_kind(run_dir, metric), metric=metric,
                  n_test=max((r["metrics"].get("n", 0) for r in done), default=0), prices=prices,
-                 constraints=constraints)
+                 constraints=constraints, labels=_labels(run_dir, done),
+                 metric_reason=done[0]["metrics"].get("primary_reason") if done else None,
+                 baselines={r["strategy"]: (r["cost"].get("details") or {}).get("baseline", r["strategy"])
+                            for r in done if is_baseline(r)})
     seed = config.get("seed", 0) if seed is None else seed
-    a.comparison = compare_to_best(predictions, a.kind, seed=seed)
-    a.pvalues = pairwise_pvalues(predictions, a.kind, seed=seed)
+    on = {"metric": metric, "labels": a.labels}
+    a.comparison = compare_to_best(predictions, a.kind, seed=seed, **on)
+    a.pvalues = pairwise_pvalues(predictions, a.kind, seed=seed, **on)
+    a.trivial = versus_baselines(predictions, list(a.baselines), a.kind, seed=seed, **on)
     a.calibration = {s: calibration(rows) for s, rows in predictions.items()}
     gpu = bool(run.get("environment", {}).get("cuda"))
-    a.costs = [strategy_cost(r, _backend_model(r, config), prices, gpu) for r in done]
+    a.costs = [strategy_cost(r, _backend_model(r, config), prices, gpu) for r in done if not is_baseline(r)]
     a.front = pareto_front(a.costs)
     a.break_evens = break_evens(a.costs, a.front)
     sep = None
-    if len(a.comparison) > 1:
-        first, second = a.comparison[0]["strategy"], a.comparison[1]["strategy"]
-        sep = {**separation(predictions, first, second), "first": first, "second": second}
-    details = {r["strategy"]: (r["cost"].get("details") or {}) for r in done}
-    a.recommendation = recommend(a.costs, constraints, a.pvalues, a.n_test, metric, details, sep)
+    if len(a.candidates) > 1:
+        first, second = a.candidates[:2]
+        sep = {**separation(predictions, first, second, a.kind, **on), "first": first, "second": second}
     curve_file = run_dir / CURVE_FILE
     a.curve = json.loads(curve_file.read_text(encoding="utf-8")) if curve_file.is_file() else None
+    details = {r["strategy"]: (r["cost"].get("details") or {}) for r in done}
+    best = a.candidates[0] if a.candidates else None
+    values = {c["strategy"]: c["mean"] for c in a.comparison if c["strategy"] in a.baselines}
+    check = TrivialCheck(a.trivial, a.baselines, diagnose.what_would_help(a, best), values) if a.trivial else None
+    a.recommendation = recommend(a.costs, constraints, a.pvalues, a.n_test, metric, details, sep, check)
+    leader = a.recommendation.choice or best
+    rival = next((s for s in a.candidates if s != leader), None)
+    a.per_class = diagnose.per_class_truth(results, [s for s in (leader, rival) if s])
     return a
+
+
+def _labels(run_dir: Path, done: list[dict[str, Any]]) -> list[str]:
+    splits = run_dir / "splits.json"
+    if splits.is_file():
+        labels = json.loads(splits.read_text(encoding="utf-8")).get("labels")
+        if labels:
+            return list(labels)
+    return next((list(r["metrics"]["confusion"]["labels"]) for r in done if r["metrics"].get("confusion")), [])
 
 
 def _kind(run_dir: Path, metric: str) -> str:
@@ -152,7 +178,7 @@ def _kind(run_dir: Path, metric: str) -> str:
         kind = json.loads(splits.read_text(encoding="utf-8")).get("kind")
         if kind:
             return kind
-    return "classification" if metric == "accuracy" else "generation"
+    return "generation" if metric in ("exact_match", "token_f1") else "classification"
 
 
 def disagreements(a: Analysis, limit: int = 100) -> tuple[list[dict[str, Any]], int]:

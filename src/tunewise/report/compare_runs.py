@@ -50,7 +50,7 @@ def compare_runs(run_a: str | Path, run_b: str | Path) -> RunComparison:
     ids_b = {s: [r["example_id"] for r in rows] for s, rows in b.predictions.items()}
     first = next(iter(ids_a.values()), None)
     rc.same_test_set = bool(first) and any(set(v) == set(first) for v in ids_b.values())
-    names = list(dict.fromkeys([r["strategy"] for r in a.results] + [r["strategy"] for r in b.results]))
+    names = list(dict.fromkeys([r["strategy"] for r in a.results + b.results if r["family"] != "baseline"]))
     for sid in names:
         ca, cb = a.cost_of(sid), b.cost_of(sid)
         row: dict[str, Any] = {"strategy": sid, "a": ca, "b": cb, "diff": None, "pvalue": None}
@@ -58,7 +58,7 @@ def compare_runs(run_a: str | Path, run_b: str | Path) -> RunComparison:
             row["diff"] = cb.quality - ca.quality
             if rc.same_test_set and sid in a.predictions and sid in b.predictions:
                 pair = compare_to_best({"A": a.predictions[sid], "B": b.predictions[sid]}, a.kind,
-                                       seed=a.run["config"].get("seed", 0))
+                                       seed=a.run["config"].get("seed", 0), metric=a.metric, labels=a.labels)
                 row["pvalue"] = pair[1]["pvalue"] if len(pair) > 1 else None
         rc.rows.append(row)
     return rc

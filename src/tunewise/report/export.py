@@ -7,8 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from tunewise.errors import UserError
+from tunewise.evaluation.metrics import companions
 from tunewise.report import fmt
 from tunewise.report.analysis import Analysis
+from tunewise.report.cost_model import StrategyCost
+from tunewise.report.diagnose import collapsed
 
 CSV_FILE = "results.csv"
 CSV_COLUMNS = [
@@ -16,7 +19,7 @@ CSV_COLUMNS = [
     "vs_best_diff", "vs_best_pvalue", "vs_best_test", "tied_with_best", "ece", "pareto", "recommended",
     "one_off_usd", "per_1k_queries_usd", "monthly_usd", "latency_ms", "train_seconds", "trainable_params",
     "total_params", "prompt_tokens_per_example", "completion_tokens_per_example", "peak_rss_mb", "artifact_mb",
-    "priced_as", "n_test", "error",
+    "priced_as", "n_test", "beats_baselines", "collapsed", "error",
 ]
 
 
@@ -29,7 +32,9 @@ def rows(a: Analysis) -> list[dict[str, Any]]:
         if r["status"] == "done":
             m, c = r["metrics"], r["cost"]
             cost, cmp, cal = a.cost_of(r["strategy"]), a.compared(r["strategy"]) or {}, a.calibration.get(r["strategy"])
-            second = "macro_f1" if "macro_f1" in m else "token_f1"
+            second = (companions(m) or ["token_f1"])[0]
+            if cost is None:  # a trivial baseline: free, and no model behind it
+                cost = StrategyCost(r["strategy"], r["family"], 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, "free (trivial baseline)")
             row.update({
                 "metric": m["primary"], **{k: m[m["primary"]][k] for k in ("value", "low", "high")},
                 "second_metric": second, "second_value": m.get(second, {}).get("value"),
@@ -41,6 +46,7 @@ def rows(a: Analysis) -> list[dict[str, Any]]:
                 "monthly_usd": cost.monthly(a.constraints.monthly_queries, a.constraints.horizon_months),
                 "latency_ms": 1000 * cost.latency_s, "train_seconds": cost.train_seconds,
                 "priced_as": cost.priced_as, "n_test": m.get("n"),
+                "beats_baselines": (a.trivial.get(r["strategy"]) or {}).get("beats"), "collapsed": bool(collapsed(r)),
                 **{k: c.get(k) for k in ("trainable_params", "total_params", "prompt_tokens_per_example",
                                          "completion_tokens_per_example", "peak_rss_mb", "artifact_mb")},
             })

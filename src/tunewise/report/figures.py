@@ -98,7 +98,8 @@ def losses(a: Analysis) -> dict[str, str]:
 
 
 def curve(a: Analysis) -> str | None:
-    """Quality against training examples for fine-tuning; prompting strategies as horizontal lines."""
+    """Quality against training examples for fine-tuning; prompting strategies and trivial baselines as
+    horizontal lines."""
     c: dict[str, Any] | None = a.curve
     if not c or not c.get("points"):
         return None
@@ -111,7 +112,8 @@ def curve(a: Analysis) -> str | None:
     series = [Series(s, [(p["train_examples"], p["value"]) for p in pts], col.get(s, "#4e79a7"),
                      errors=[(p["low"], p["high"]) for p in pts]) for s, pts in by.items()]
     for b in c.get("baselines", []):
-        series.append(Series(f"{b['strategy']} (prompting)", [(lo_x, b["value"]), (hi_x, b["value"])],
+        name = f"{b['strategy']} ({b.get('family', 'prompting')})"
+        series.append(Series(name, [(lo_x, b["value"]), (hi_x, b["value"])],
                              col.get(b["strategy"], FAINT), markers=False, dashed=True))
     values = [v for p in c["points"] for v in (p["low"], p["high"])] + [b["value"] for b in c.get("baselines", [])]
     x = axis_for(sizes, log=hi_x / max(lo_x, 1) > 8, pad=0.05)

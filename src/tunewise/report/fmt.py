@@ -40,17 +40,36 @@ def pct(x: float | None, digits: int = 1) -> str:
     return f"{100 * x:.{digits}f}%"
 
 
-def interval(m: dict[str, float] | None) -> str:
-    """'86.1% (95% CI 80.6–91.7%)' for a metric dict with value, low and high."""
-    if not m:
-        return "-"
-    return f"{pct(m['value'])} (95% CI {pct(m['low'])}–{pct(m['high'])})"
+METRIC_NAMES = {"accuracy": "accuracy", "macro_f1": "macro-F1", "balanced_accuracy": "balanced accuracy",
+                "mcc": "MCC", "exact_match": "exact match", "token_f1": "token F1"}
+COEFFICIENTS = {"mcc"}  # metrics in [-1, 1] shown as a coefficient (0.42), not a percentage
 
 
-def short_interval(m: dict[str, float] | None) -> str:
-    """'86.1% (80.6–91.7)': for table cells whose header says '(95% CI)'."""
+def metric_name(metric: str) -> str:
+    return METRIC_NAMES.get(metric, metric)
+
+
+def score(metric: str | None, x: float | None) -> str:
+    """A metric's value: a percentage, or a coefficient for MCC."""
+    if metric in COEFFICIENTS and x is not None and not (isinstance(x, float) and math.isnan(x)):
+        return f"{x:.3f}"
+    return pct(x)
+
+
+def interval(m: dict[str, float] | None, metric: str | None = None) -> str:
+    """'86.1% (95% CI 80.6–91.7%)' for a metric dict with value, low and high ('0.412 (95% CI 0.301–0.520)'
+    for MCC)."""
     if not m:
         return "-"
+    return f"{score(metric, m['value'])} (95% CI {score(metric, m['low'])}–{score(metric, m['high'])})"
+
+
+def short_interval(m: dict[str, float] | None, metric: str | None = None) -> str:
+    """'86.1% (80.6–91.7)': for table cells whose header says '(95% CI)'; '0.412 (0.301–0.520)' for MCC."""
+    if not m:
+        return "-"
+    if metric in COEFFICIENTS:
+        return f"{m['value']:.3f} ({m['low']:.3f}–{m['high']:.3f})"
     return f"{pct(m['value'])} ({100 * m['low']:.1f}–{100 * m['high']:.1f})"
 
 

@@ -14,9 +14,11 @@ from typing import Any
 import yaml
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from tunewise.evaluation.metrics import companions
+from tunewise.prices import PRICES_AS_OF, api_price
 from tunewise.report import figures, fmt
 from tunewise.report.analysis import Analysis, analyze, disagreements, load_settings
-from tunewise.report.cost_model import PRICES_AS_OF, api_price
+from tunewise.report.diagnose import collapse_text, collapsed
 from tunewise.report.recommend import forgetting_text
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -65,6 +67,10 @@ def context(a: Analysis) -> dict[str, Any]:
         "generated": time.strftime("%Y-%m-%d %H:%M"), "run_dir": str(a.run_dir), "n_test": a.n_test,
         "n_done": len(a.done), "n_total": len(a.results), "rec": rec,
         "constraint_summary": _constraints(k, a.metric),
+        "metric_name": fmt.metric_name(a.metric), "metric_reason": a.metric_reason,
+        "baselines": [(sid, text) for sid, text in a.baselines.items()],
+        "collapsed": [collapse_text(r["strategy"], rec_) for r in a.done if (rec_ := collapsed(r))],
+        "per_class": a.per_class,
         "test_name": "McNemar's test" if a.kind == "classification" else "paired bootstrap",
         "columns": COLUMNS(a), "rows": [_row(a, r) for r in _ordered(a)],
         "pareto_svg": figures.pareto(a), "breakeven_svg": figures.break_even(a),
@@ -78,9 +84,17 @@ def context(a: Analysis) -> dict[str, Any]:
     }
 
 
+def _second(a: Analysis) -> str:
+    """The metric shown beside the primary one (metrics.companions)."""
+    done = a.done
+    beside = companions(done[0]["metrics"]) if done else []
+    return beside[0] if beside else ("macro_f1" if a.kind == "classification" else "token_f1")
+
+
 def COLUMNS(a: Analysis) -> list[dict[str, str]]:  # noqa: N802 - reads as a table definition
-    second = "macro-F1" if a.kind == "classification" else "token F1"
-    cols = [("strategy", "text"), (f"{a.metric} (95% CI, %)", "number"),
+    second = fmt.metric_name(_second(a))
+    unit = "" if a.metric in fmt.COEFFICIENTS else ", %"
+    cols = [("strategy", "text"), (f"{fmt.metric_name(a.metric)} (95% CI{unit})", "number"),
             ("vs best (points, p)", "number"), (second, "number"), ("calibration error (ECE)", "number"),
             ("one-off cost", "number"), ("cost per 1,000 queries", "number"),
             (f"cost per month ({fmt.count(a.constraints.monthly_queries)} queries)", "number"),
@@ -109,23 +123,23 @@ def _row(a: Analysis, r: dict[str, Any]) -> dict[str, Any]:
         cells += [_cell("", "") for _ in range(len(COLUMNS(a)) - 2)]
         return {"strategy": sid, "cls": "failed", "cells": cells}
     m, c, cost, cmp = r["metrics"], r["cost"], a.cost_of(sid), a.compared(sid) or {}
-    second = m.get("macro_f1") or m.get("token_f1")
+    second_name = _second(a)
+    second = m.get(second_name)
+    if cost is None:  # a trivial baseline: no cost, never recommended
+        return _baseline_row(a, r, vs_best(cmp), second, second_name)
     badges = ([{"text": "recommended", "cls": "rec"}] if chosen else []) + \
-        ([{"text": "Pareto", "cls": ""}] if sid in a.front else [])
-    if cmp.get("is_best"):
-        vs = _cell("best", 0.0)
-    else:
-        p = fmt.pvalue(cmp.get("pvalue")).replace(" ", NBSP)
-        vs = _cell(f"{100 * cmp.get('diff', 0):+.1f} pts, {p}", cmp.get("diff"), "num wrap",
-                   [{"text": "tied", "cls": "tied"}] if cmp.get("tied") else [], title=cmp.get("method"))
+        ([{"text": "Pareto", "cls": ""}] if sid in a.front else []) + \
+        ([{"text": "collapsed", "cls": "collapsed"}] if collapsed(r) else []) + \
+        ([{"text": "no better than baseline", "cls": "weak"}] if (a.trivial.get(sid) or {}).get("beats") is False
+         else [])
+    vs = vs_best(cmp)
     cal = a.calibration.get(sid)
     params = c.get("trainable_params") or 0
     monthly = cost.monthly(a.constraints.monthly_queries, a.constraints.horizon_months)
     return {"strategy": sid, "cls": "recommended" if chosen else "", "cells": [
         _cell(sid, sid, "name", badges=badges, swatch=col[sid], sub=r["family"]),
-        _cell(fmt.short_interval(m[m["primary"]]), m[m["primary"]]["value"], "num"), vs,
-        _cell(fmt.pct(second["value"]) if second else "-", second["value"] if second else "", "num",
-              title=f"95% CI {fmt.short_interval(second)}" if second else None),
+        _cell(fmt.short_interval(m[m["primary"]], m["primary"]), m[m["primary"]]["value"], "num"), vs,
+        _second_cell(second, second_name),
         _cell(f"{cal['ece']:.3f}" if cal else "-", cal["ece"] if cal else "", "num"),
         _cell(fmt.money(cost.one_off_usd), cost.one_off_usd, "num"),
         _cell(fmt.money(cost.per_1k_usd), cost.per_1k_usd, "num"),
@@ -136,6 +150,30 @@ def _row(a: Analysis, r: dict[str, Any]) -> dict[str, Any]:
         _cell(f"{c.get('peak_rss_mb', 0):,.0f} MiB", c.get("peak_rss_mb", 0), "num"),
         _cell(f"{c.get('artifact_mb', 0):,.1f} MiB", c.get("artifact_mb", 0), "num"),
     ]}
+
+
+def vs_best(cmp: dict[str, Any]) -> dict[str, Any]:
+    if cmp.get("is_best"):
+        return _cell("best", 0.0)
+    p = fmt.pvalue(cmp.get("pvalue")).replace(" ", NBSP)
+    return _cell(f"{100 * cmp.get('diff', 0):+.1f} pts, {p}", cmp.get("diff"), "num wrap",
+                 [{"text": "tied", "cls": "tied"}] if cmp.get("tied") else [], title=cmp.get("method"))
+
+
+def _second_cell(second: dict[str, float] | None, name: str) -> dict[str, Any]:
+    return _cell(fmt.score(name, second["value"]) if second else "-", second["value"] if second else "", "num",
+                 title=f"95% CI {fmt.short_interval(second, name)}" if second else None)
+
+
+def _baseline_row(a: Analysis, r: dict[str, Any], vs: dict[str, Any], second, second_name: str) -> dict[str, Any]:
+    """A trivial baseline: its scores and what it does; it costs nothing and is never recommended."""
+    sid, m = r["strategy"], r["metrics"]
+    cells = [_cell(sid, sid, "name", badges=[{"text": "baseline", "cls": "baseline"}],
+                   swatch=figures.palette(a)[sid], sub=a.baselines.get(sid, "baseline")),
+             _cell(fmt.short_interval(m[m["primary"]], m["primary"]), m[m["primary"]]["value"], "num"), vs,
+             _second_cell(second, second_name)]
+    cells += [_cell("-", 0, "num muted") for _ in range(len(COLUMNS(a)) - len(cells))]  # costs nothing: sorts as 0
+    return {"strategy": sid, "cls": "baseline", "cells": cells}
 
 
 def _params(n: int, share: float) -> str:

@@ -1,15 +1,24 @@
-"""The terminal leaderboard: one row per strategy, every number with its unit."""
+"""The terminal leaderboard: one row per strategy, every number with its unit; trivial baselines and collapsed
+training marked, and the primary metric's reason under the table."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
+from tunewise.evaluation.baselines import is_baseline
+from tunewise.evaluation.metrics import companions
+from tunewise.report import fmt
+from tunewise.report.diagnose import collapsed
 
-def _pct(m: dict[str, float] | None) -> str:
+
+def _pct(m: dict[str, float] | None, metric: str = "accuracy") -> str:
     if not m:
         return "-"
+    if metric in fmt.COEFFICIENTS:
+        return f"{m['value']:.3f} [{m['low']:.3f}, {m['high']:.3f}]"
     return f"{100 * m['value']:.1f}% [{100 * m['low']:.1f}, {100 * m['high']:.1f}]"
 
 
@@ -31,23 +40,31 @@ def sort_results(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def leaderboard(results: list[dict[str, Any]], title: str = "") -> Table:
     done = [r for r in results if r["status"] == "done"]
-    primary = done[0]["metrics"]["primary"] if done else "accuracy"
-    second = "macro_f1" if primary == "accuracy" else "token_f1"
-    table = Table(title=title, title_justify="left")
-    for col, justify in [("strategy", "left"), ("family", "left"),
-                         (f"{primary} (95% CI)", "right"), (f"{second} (95% CI)", "right"),
-                         ("trainable params", "right"), ("train (s)", "right"),
-                         ("latency (ms/example)", "right"), ("prompt tokens/example", "right"),
-                         ("peak RSS (MiB)", "right")]:
+    metrics = done[0]["metrics"] if done else {"primary": "accuracy"}
+    primary, beside = metrics["primary"], companions(metrics)
+    table = Table(title=title, title_justify="left", caption_justify="left")
+    if metrics.get("primary_reason"):
+        table.caption = escape(f"ranked on {fmt.metric_name(primary)}: {metrics['primary_reason']}. "
+                               "Baselines are trivial references, never recommended.")
+    columns = [("strategy", "left"), ("family", "left"), (f"{primary} (95% CI)", "right"),
+               *((f"{m} (95% CI)", "right") for m in beside), ("trainable params", "right"), ("train (s)", "right"),
+               ("latency (ms/example)", "right"), ("prompt tokens/example", "right"), ("peak RSS (MiB)", "right")]
+    for col, justify in columns:
         table.add_column(col, justify=justify, min_width=len(col))
     for r in sort_results(results):
         m, c = r.get("metrics") or {}, r.get("cost") or {}
         if r["status"] != "done":
-            table.add_row(r["strategy"], r["family"], f"[red]{r['status']}[/]", (r.get("error") or "")[:60],
-                          "", "", "", "", "")
+            table.add_row(r["strategy"], r["family"], f"[red]{r['status']}[/]",
+                          escape((r.get("error") or "")[:60]), *[""] * (len(columns) - 4))
             continue
+        scores = [_pct(m.get(primary), primary), *(_pct(m.get(x), x) for x in beside)]
+        if is_baseline(r):
+            table.add_row(f"[dim]{escape(r['strategy'])}[/]", "[dim]baseline[/]", *scores, "-", "-", "-", "-", "-",
+                          style="dim")
+            continue
+        name = escape(r["strategy"]) + (" [yellow](collapsed)[/]" if collapsed(r) else "")
         table.add_row(
-            r["strategy"], r["family"], _pct(m.get(primary)), _pct(m.get(second)), _params(c),
+            name, r["family"], *scores, _params(c),
             f"{c.get('train_seconds', 0):.1f}", f"{1000 * c.get('seconds_per_example', 0):.1f}",
             f"{c.get('prompt_tokens_per_example', 0):.0f}", f"{c.get('peak_rss_mb', 0):.0f}")
     return table

@@ -1,7 +1,9 @@
 """The verdict: pick one strategy under the user's constraints and say why, with the numbers.
 
-Rules, in order: drop strategies that miss a constraint (quality, latency, monthly budget); among the
-rest, take the best and every strategy statistically tied with it (paired test, p >= 0.05); prefer
+Rules, in order: drop strategies that are not significantly better than the trivial baselines (majority
+label, random guess; the same paired test on the primary metric) and strategies that miss a constraint
+(quality, latency, monthly budget); when no strategy beats the baselines, say so and what would help; among
+the rest, take the best and every strategy statistically tied with it (paired test, p >= 0.05); prefer
 prompting among those when the task changes often or needs new knowledge; then take the cheapest at
 the user's monthly volume. Evidence is called thin when the winner is tied with another strategy, the
 top two intervals overlap, or the test set is small.
@@ -31,6 +33,31 @@ class Recommendation:
     contenders: list[str] = field(default_factory=list)
 
 
+@dataclass
+class TrivialCheck:
+    """Every strategy against the trivial baselines: `verdicts` from compare.versus_baselines(), `descriptions`
+    of the baselines ('always answering ...'), and `hints`: what would help when none beats them."""
+
+    verdicts: dict[str, dict[str, Any]]
+    descriptions: dict[str, str]
+    hints: list[str] = field(default_factory=list)
+    values: dict[str, float] = field(default_factory=dict)  # baseline id -> its primary metric
+
+    def weak(self, strategy: str) -> dict[str, Any] | None:
+        verdict = self.verdicts.get(strategy)
+        return verdict if verdict and not verdict["beats"] else None
+
+    def text(self, verdict: dict[str, Any], metric: str) -> str:
+        what = self.descriptions.get(verdict["baseline"], verdict["baseline"])
+        worse = verdict["value"] < verdict["baseline_value"]
+        how = ("significantly worse than" if worse and verdict["pvalue"] < ALPHA else
+               "no better than" if worse or verdict["value"] == verdict["baseline_value"] else
+               "not significantly better than")
+        return (f"{how} {what} ({fmt.metric_name(metric)} "
+                f"{fmt.score(metric, verdict['value'])} vs {fmt.score(metric, verdict['baseline_value'])}, "
+                f"{fmt.pvalue(verdict['pvalue'])})")
+
+
 def _misses(c: StrategyCost, k: ConstraintsConfig, metric: str) -> list[str]:
     out = []
     if k.min_quality is not None and c.quality < k.min_quality:
@@ -45,17 +72,22 @@ def _misses(c: StrategyCost, k: ConstraintsConfig, metric: str) -> list[str]:
 
 def recommend(costs: list[StrategyCost], constraints: ConstraintsConfig, pvalues: dict[tuple[str, str], float],
               n_test: int, metric: str = "accuracy", details: dict[str, dict[str, Any]] | None = None,
-              separation: dict[str, Any] | None = None) -> Recommendation:
+              separation: dict[str, Any] | None = None, trivial: TrivialCheck | None = None) -> Recommendation:
     """Pick a strategy. `pvalues[a, b]`: paired test p-value; `separation`: from compare.separation()
-    for the two best strategies (with 'first' and 'second' names added)."""
+    for the two best strategies (with 'first' and 'second' names added); `trivial`: every strategy against
+    the trivial baselines (none of `costs` is a baseline: they are never recommended)."""
     if not costs:
         return Recommendation(None, "No strategy finished, so there is nothing to recommend yet.")
     k = constraints
-    misses = {c.strategy: _misses(c, k, metric) for c in costs}
+    weak = {c.strategy: v for c in costs if trivial and (v := trivial.weak(c.strategy))}
+    if trivial and len(weak) == len(costs):
+        return _nothing_beats(costs, weak, trivial, metric, n_test)
+    misses = {c.strategy: ([trivial.text(weak[c.strategy], metric)] if c.strategy in weak else [])
+              + _misses(c, k, metric) for c in costs}
     feasible = [c for c in costs if not misses[c.strategy]]
     rejected = {s: "; ".join(m) for s, m in misses.items() if m}
     if not feasible:
-        closest = min(costs, key=lambda c: (len(misses[c.strategy]), -c.quality))
+        closest = min(costs, key=lambda c: (c.strategy in weak, len(misses[c.strategy]), -c.quality))
         rec = Recommendation(None, f"No strategy meets all your constraints. The closest is {closest.strategy}: "
                              f"{rejected[closest.strategy]}.", rejected=rejected)
         rec.reasons = _numbers(closest, k, metric, n_test)
@@ -67,10 +99,15 @@ def recommend(costs: list[StrategyCost], constraints: ConstraintsConfig, pvalues
     if k.task_changes_often or k.needs_new_knowledge:
         pool = [c for c in contenders if c.family == "prompting"] or contenders
     choice = min(pool, key=lambda c: (c.monthly(k.monthly_queries, k.horizon_months), -c.quality))
-    rec = Recommendation(choice.strategy, _headline(choice, leader, pool, contenders, len(feasible), len(costs)),
+    rec = Recommendation(choice.strategy, _headline(choice, leader, pool, contenders, len(feasible), len(costs),
+                                                    len(weak)),
                          rejected=rejected,
                          contenders=[c.strategy for c in contenders])
     rec.reasons = _numbers(choice, k, metric, n_test)
+    if trivial and choice.strategy in trivial.verdicts:
+        v = trivial.verdicts[choice.strategy]
+        beaten = ", ".join(f"{d} ({fmt.score(metric, trivial.values.get(b))})" for b, d in trivial.descriptions.items())
+        rec.reasons.insert(1, f"It is significantly better than the trivial baselines: {beaten}.")
     if choice is not leader:
         p = pvalues.get((leader.strategy, choice.strategy))
         rec.reasons.append(f"{leader.strategy} scores {fmt.pct(leader.quality)}, but the difference is not "
@@ -83,12 +120,35 @@ def recommend(costs: list[StrategyCost], constraints: ConstraintsConfig, pvalues
     return rec
 
 
-def _headline(choice: StrategyCost, leader: StrategyCost, pool, contenders, n_feasible: int, n_finished: int) -> str:
+def _nothing_beats(costs: list[StrategyCost], weak: dict[str, dict[str, Any]], trivial: TrivialCheck, metric: str,
+                   n_test: int) -> Recommendation:
+    """No strategy is significantly better than the trivial baselines: recommend none, say so, say what would help."""
+    best = max(costs, key=lambda c: c.quality)
+    v = weak[best.strategy]
+    what = trivial.descriptions.get(v["baseline"], v["baseline"])
+    name = fmt.metric_name(metric)
+    rec = Recommendation(None, f"No strategy beats {what} on {name}: none of them has shown that it learned the "
+                         "task, so none is recommended.",
+                         rejected={s: trivial.text(w, metric) for s, w in weak.items()})
+    q = {"value": best.quality, "low": best.quality_low, "high": best.quality_high}
+    rec.reasons = [f"The best, {best.strategy}, scores {name} {fmt.interval(q, metric)} on {n_test} test examples; "
+                   f"{what} scores {fmt.score(metric, v['baseline_value'])} ({v['method']}, "
+                   f"{fmt.pvalue(v['pvalue'])})."]
+    rec.reasons += [f"What would help — {hint}" for hint in trivial.hints]
+    rec.thin_evidence = True
+    return rec
+
+
+def _headline(choice: StrategyCost, leader: StrategyCost, pool, contenders, n_feasible: int, n_finished: int,
+              n_weak: int = 0) -> str:
     kind = "prompt engineering" if choice.family == "prompting" else "fine-tuning"
     if n_finished == 1:
         why = "it is the only strategy that finished in this run, so there is nothing to compare it with"
+    elif n_feasible == 1 and n_weak == n_finished - 1:
+        why = "it is the only strategy significantly better than the trivial baselines"
     elif n_feasible == 1:
-        why = "it is the only strategy that meets your constraints"
+        why = ("it is the only strategy that beats the trivial baselines and meets your constraints" if n_weak
+               else "it is the only strategy that meets your constraints")
     elif len(contenders) == 1:
         why = "it is significantly better than every other strategy that meets your constraints"
     elif len(pool) < len(contenders):
@@ -103,9 +163,10 @@ def _headline(choice: StrategyCost, leader: StrategyCost, pool, contenders, n_fe
 def _numbers(c: StrategyCost, k: ConstraintsConfig, metric: str, n_test: int) -> list[str]:
     q = {"value": c.quality, "low": c.quality_low, "high": c.quality_high}
     monthly = c.monthly(k.monthly_queries, k.horizon_months)
+    shown = fmt.metric_name(metric)
     one_off = (f", its one-off cost of {fmt.money(c.one_off_usd)} spread over {k.horizon_months} months "
                "included" if c.one_off_usd >= 1e-4 else "")  # prompting's fit time is not worth a clause
-    return [f"It scores {metric} {fmt.interval(q)} on {n_test} test examples.",
+    return [f"It scores {shown} {fmt.interval(q, metric)} on {n_test} test examples.",
             f"At {fmt.count(k.monthly_queries)} queries a month it costs {fmt.money(monthly)} per month "
             f"({fmt.money(c.per_1k_usd)} per 1,000 queries, priced as {c.priced_as}{one_off}).",
             f"It answers in {fmt.ms(c.latency_s)} per query (measured in batches on this run's machine)."]

@@ -8,21 +8,13 @@
 from __future__ import annotations
 
 import ipaddress
-import os
 from pathlib import Path
 from typing import Any
 
+from tunewise.endpoint import read_api_key
 from tunewise.errors import UserError
 
-
-def read_api_key(env_var: str | None) -> str | None:
-    if not env_var:
-        return None
-    key = os.environ.get(env_var, "")
-    if not key:
-        raise UserError(f"--api-key-env {env_var}: that environment variable is not set or empty; export the key "
-                        "in it first")
-    return key
+__all__ = ["build_app", "read_api_key", "serve_run"]
 
 
 def build_app(run_dir: str | Path, strategies: list[str] | None = None, api_key: str | None = None,

@@ -1,5 +1,5 @@
-"""The OpenAI-compatible HTTP app: /v1/models, /v1/chat/completions, /v1/completions, /v1/classify (plus
-the files and fine-tuning jobs routes of `routes_jobs`).
+"""The OpenAI-compatible HTTP app: /v1/models, /v1/chat/completions (`chat.py`), /v1/completions
+(`completions.py`), /v1/classify (plus the files and fine-tuning jobs routes of `routes_jobs`).
 
 A strategy id as `model` answers with that strategy's prediction for the input (the last user message,
 or the prompt): its own prompt, demonstrations, adapter or classifier apply. The base model and `ft:`
@@ -12,12 +12,8 @@ tool turns in the history) and `response_format`, both generated under a grammar
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import logging
-import math
-import time
-import uuid
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -26,16 +22,12 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
 
-from tunewise.serve import lm, sse, toolcalls, toolprompt, tools
+from tunewise.serve.chat import chat, usage, wait
 from tunewise.serve.errors import ApiError, error_body, json_object
-from tunewise.serve.hub import Entry, ModelHub
+from tunewise.serve.hub import ModelHub
 from tunewise.serve.schemas import ChatRequest, ClassifyRequest, CompletionRequest
 
 log = logging.getLogger("tunewise.serve")
-
-
-async def wait(future) -> Any:
-    return await asyncio.wrap_future(future)
 
 
 async def parse(request: Request, model: type[BaseModel]) -> Any:
@@ -49,39 +41,8 @@ async def parse(request: Request, model: type[BaseModel]) -> Any:
         raise ApiError(400, f"{param}: {first['msg']}" if param else first["msg"], param, "invalid_value") from None
 
 
-def _usage(prompt: int, completion: int) -> dict[str, int]:
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
-
-
-def _fits(entry: Entry, prompt_tokens: int, max_tokens: int) -> None:
-    limit = getattr(getattr(entry.backend.model, "config", None), "max_position_embeddings", None)
-    if limit and prompt_tokens + max_tokens > limit:
-        raise ApiError(400, f"This model's maximum context length is {limit} tokens; the prompt has "
-                       f"{prompt_tokens} and max_tokens asks for {max_tokens} more.", "messages",
-                       "context_length_exceeded")
-
-
-def _chat_logprobs(entries: list[dict[str, Any]] | None, k: int) -> dict[str, Any] | None:
-    if entries is None:
-        return None
-    def item(token: str, logprob: float) -> dict[str, Any]:
-        return {"token": token, "logprob": logprob, "bytes": list(token.encode("utf-8"))}
-    return {"content": [{**item(e["token"], e["logprob"]), "top_logprobs": [item(t, v) for t, v in e["top"][:k]]}
-                        for e in entries], "refusal": None}
-
-
-def _label_logprobs(pred, k: int | None) -> list[dict[str, Any]] | None:
-    """A strategy's label probabilities in the shape of token log-probabilities (one 'token': the label)."""
-    if not pred.scores:
-        return None
-    ranked = sorted(pred.scores.items(), key=lambda kv: -kv[1])
-    top = [(label, math.log(max(p, 1e-300))) for label, p in ranked]
-    return [{"token": pred.output, "logprob": math.log(max(pred.scores.get(pred.output, 1e-300), 1e-300)),
-             "top": top[:k] if k is not None else top}]
-
-
-def create_app(hub: ModelHub, jobs=None, api_key: str | None = None) -> FastAPI:
-    app = FastAPI(title="tunewise serve", docs_url=None, redoc_url=None, openapi_url=None)
+def _error_handlers(app: FastAPI) -> None:
+    """Every failure as an OpenAI-shaped error body; an unexpected one is a 500 and the server keeps running."""
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, err: ApiError):
@@ -108,10 +69,12 @@ def create_app(hub: ModelHub, jobs=None, api_key: str | None = None) -> FastAPI:
         return JSONResponse(error_body(500, f"internal error ({type(err).__name__}); the server keeps running"),
                             status_code=500)
 
-    served = {"requests": 0}
+
+def _auth(app: FastAPI, api_key: str | None, served: dict[str, int]) -> None:
+    """Count /v1 requests, and with a key refuse those without it (401; compared in constant time)."""
 
     @app.middleware("http")
-    async def _auth(request: Request, call_next):
+    async def _check(request: Request, call_next):
         if request.url.path.startswith("/v1"):
             served["requests"] += 1  # one event loop: no lock needed
         if api_key and request.url.path.startswith("/v1"):
@@ -121,6 +84,27 @@ def create_app(hub: ModelHub, jobs=None, api_key: str | None = None) -> FastAPI:
                 return JSONResponse(error_body(401, "Incorrect or missing API key (send 'Authorization: Bearer "
                                                "KEY').", code="invalid_api_key"), status_code=401)
         return await call_next(request)
+
+
+async def classify(hub: ModelHub, req: ClassifyRequest) -> dict[str, Any]:
+    entry = hub.entry(req.model)
+    if entry.predictor is None or not entry.labels:
+        raise ApiError(400, f"model '{entry.id}' is not a classification strategy (classify with a strategy "
+                       "of a classification run)", "model")
+    preds = await wait(hub.predict(entry, req.texts()))
+    data = [{"index": i, "label": p.output, "probabilities": p.scores or {p.output: 1.0}}
+            for i, p in enumerate(preds)]
+    return {"object": "list", "model": entry.id, "data": data,
+            "usage": usage(sum(p.prompt_tokens for p in preds), sum(p.completion_tokens for p in preds))}
+
+
+def create_app(hub: ModelHub, jobs=None, api_key: str | None = None) -> FastAPI:
+    """The app over a run's models (`hub`), with the files and fine-tuning jobs routes when `jobs` is given;
+    with `api_key`, /v1 routes need 'Authorization: Bearer KEY'."""
+    app = FastAPI(title="tunewise serve", docs_url=None, redoc_url=None, openapi_url=None)
+    _error_handlers(app)
+    served = {"requests": 0}
+    _auth(app, api_key, served)
 
     @app.get("/health")
     async def health():
@@ -136,92 +120,8 @@ def create_app(hub: ModelHub, jobs=None, api_key: str | None = None) -> FastAPI:
         return hub.entry(model_id).card()
 
     @app.post("/v1/chat/completions")
-    async def chat(request: Request):
-        req = await parse(request, ChatRequest)
-        entry = hub.entry(req.model)
-        if req.top_logprobs and not req.logprobs:
-            raise ApiError(400, "top_logprobs needs logprobs: true", "top_logprobs")
-        meta = {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "created": int(time.time()), "model": entry.id}
-        if entry.predictor is not None:
-            tools.refuse_for_strategy(entry.id, req, [e.id for e in hub.entries.values() if e.predictor is None])
-            return await _chat_strategy(entry, req, meta)
-        plan = tools.plan(req)
-        toolprompt.check_history(req.messages)
-        try:
-            prompt = toolprompt.render(entry.backend, req.messages, plan)
-        except Exception as err:  # the chat template rejects this conversation
-            raise ApiError(400, f"messages: {str(err).splitlines()[0]}", "messages") from None
-        prompt_tokens = hub.count(prompt)
-        _fits(entry, prompt_tokens, req.limit())
-        if plan.constraint is not None:
-            await _compiles(entry, plan)
-        params = lm.Params(req.limit(), 1.0 if req.temperature is None else req.temperature, req.top_p or 1.0,
-                           tuple(req.stop or ()), req.n, (req.top_logprobs or 0) if req.logprobs else None, req.seed,
-                           plan.constraint)
-
-        def chunk(text, finish, index=0):
-            delta = {} if text is None else {"content": text}
-            return {**meta, "object": "chat.completion.chunk", "choices": [
-                {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}]}
-
-        if req.stream:
-            if req.n > 1 or req.logprobs:
-                raise ApiError(400, "stream: true works with n = 1 and no logprobs here", "stream")
-            from transformers import TextIteratorStreamer
-
-            streamer = TextIteratorStreamer(entry.backend.tokenizer, skip_prompt=True, skip_special_tokens=True,
-                                            timeout=0.05)
-            future = hub.stream(entry, prompt, params, streamer)
-            usage = (lambda n: _usage(prompt_tokens, n)) if (req.stream_options or {}).get("include_usage") else None
-            if plan.calls:
-                return sse.response(toolcalls.stream(streamer, future, lambda delta, finish: {
-                    **meta, "object": "chat.completion.chunk", "choices": [
-                        {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]},
-                    params.max_tokens, usage))
-            first = {**chunk(None, None), "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
-                                                       "logprobs": None, "finish_reason": None}]}
-            return sse.response(sse.tokens(streamer, future, params.stop, params.max_tokens, chunk, usage, first))
-        choices = await wait(hub.generate(entry, prompt, params))
-        replies = [toolcalls.message(c.text, c.finish_reason) if plan.calls else
-                   ({"role": "assistant", "content": c.text, "refusal": None}, c.finish_reason) for c in choices]
-        return {**meta, "object": "chat.completion", "system_fingerprint": None, "choices": [
-            {"index": i, "message": message, "logprobs": _chat_logprobs(c.logprobs, params.logprobs or 0),
-             "finish_reason": finish} for i, (c, (message, finish)) in enumerate(zip(choices, replies, strict=True))],
-            "usage": _usage(prompt_tokens, sum(c.tokens for c in choices))}
-
-    async def _compiles(entry: Entry, plan) -> None:
-        """Build the reply's grammar now (on the model thread), so a schema the grammar library refuses is a 400
-        naming it."""
-        refused = await wait(hub.worker.call(lambda: tools.refused_schema(entry.backend, plan)))
-        if refused is not None:
-            param, reason = refused
-            code = "invalid_function_parameters" if param.startswith("tools") else "invalid_json_schema"
-            raise ApiError(400, f"Invalid schema in '{param}': output cannot be constrained to it ({reason}).",
-                           param, code)
-
-    async def _chat_strategy(entry: Entry, req: ChatRequest, meta: dict[str, Any]):
-        users = [m.text() for m in req.messages if m.role == "user"]
-        if not users or not users[-1].strip():
-            raise ApiError(400, "messages: send the input as a user message", "messages")
-        if req.n > 1:
-            raise ApiError(400, f"n: '{entry.id}' is a strategy with one answer per input; use n = 1", "n")
-        pred = (await wait(hub.predict(entry, [users[-1]])))[0]
-        usage = _usage(pred.prompt_tokens, pred.completion_tokens)
-        logprobs = _chat_logprobs(_label_logprobs(pred, req.top_logprobs), req.top_logprobs or 0) \
-            if req.logprobs else None
-        if req.stream:
-            def chunk(text, finish):
-                delta = {} if text is None else {"content": text}
-                return {**meta, "object": "chat.completion.chunk",
-                        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
-            first = {**chunk(None, None), "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
-                                                       "logprobs": None, "finish_reason": None}]}
-            include = (req.stream_options or {}).get("include_usage")
-            return sse.response(sse.whole(chunk, pred.output, "stop", usage if include else None, first))
-        return {**meta, "object": "chat.completion", "system_fingerprint": None, "choices": [
-            {"index": 0, "message": {"role": "assistant", "content": pred.output, "refusal": None},
-             "logprobs": logprobs, "finish_reason": "stop"}], "usage": usage,
-            **({"tunewise": {"scores": pred.scores}} if pred.scores else {})}
+    async def chat_completions(request: Request):
+        return await chat(hub, await parse(request, ChatRequest))
 
     @app.post("/v1/completions")
     async def completions(request: Request):
@@ -230,17 +130,8 @@ def create_app(hub: ModelHub, jobs=None, api_key: str | None = None) -> FastAPI:
         return await complete(hub, await parse(request, CompletionRequest))
 
     @app.post("/v1/classify")
-    async def classify(request: Request):
-        req = await parse(request, ClassifyRequest)
-        entry = hub.entry(req.model)
-        if entry.predictor is None or not entry.labels:
-            raise ApiError(400, f"model '{entry.id}' is not a classification strategy (classify with a strategy "
-                           "of a classification run)", "model")
-        preds = await wait(hub.predict(entry, req.texts()))
-        data = [{"index": i, "label": p.output, "probabilities": p.scores or {p.output: 1.0}}
-                for i, p in enumerate(preds)]
-        return {"object": "list", "model": entry.id, "data": data,
-                "usage": _usage(sum(p.prompt_tokens for p in preds), sum(p.completion_tokens for p in preds))}
+    async def classify_texts(request: Request):
+        return await classify(hub, await parse(request, ClassifyRequest))
 
     if jobs is not None:
         from tunewise.serve.routes_jobs import jobs_router

@@ -59,7 +59,7 @@ async def complete(hub, req: CompletionRequest) -> Any:
     params = lm.Params(req.max_tokens, 1.0 if req.temperature is None else req.temperature, req.top_p or 1.0,
                        tuple(req.stop or ()), req.n, req.logprobs, req.seed)
     counts = [hub.count(p) for p in prompts]
-    limit = getattr(entry.backend.model.config, "max_position_embeddings", None)
+    limit = entry.backend.context_window
     if limit and max(counts) + req.max_tokens > limit:
         raise ApiError(400, f"This model's maximum context length is {limit} tokens; a prompt has {max(counts)} "
                        f"and max_tokens asks for {req.max_tokens} more.", "prompt", "context_length_exceeded")

@@ -61,7 +61,7 @@ class TeamPredictor(Predictor):
     def __init__(self, backend, task: Task, build: Build, concurrency: int, answer: str = "auto",
                  answer_from: Sequence[str] | None = None):
         self.backend, self.task, self.build = backend, task, build
-        self.model = getattr(backend, "model", None)
+        self.model = backend.model
         self.concurrency, self.answer_from = concurrency, answer_from
         self.extract = extractor_for(task, answer)
 

@@ -1,7 +1,9 @@
-"""Encoder + classification head: shared by full fine-tuning and head-only transfer learning."""
+"""The encoder path: an encoder + new classification head, shared by full-finetune, head-only, gradual-unfreeze
+and distill, which differ only in how they prepare the model (and distill in its soft-labelled rows)."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -11,7 +13,11 @@ import torch
 from tunewise.data import Example, Task
 from tunewise.errors import UserError
 from tunewise.strategies.base import FitContext, Prediction, Predictor
+from tunewise.strategies.finetuning._collapse import train_guarded
 from tunewise.strategies.finetuning._train import TrainConfig, seed_everything, train
+
+# (tokenizer, task, training examples, max_length) -> (training rows, validation rows)
+RowsHook = Callable[[object, Task, list[Example], int], tuple[list[dict], list[dict]]]
 
 
 class EncoderPredictor(Predictor):
@@ -48,32 +54,58 @@ def encode_rows(tokenizer, examples: list[Example], labels: list[str], max_lengt
             for ids, mask, e in zip(enc["input_ids"], enc["attention_mask"], examples, strict=True)]
 
 
-def freeze_body(model) -> None:
-    """Transfer learning: freeze the pretrained body; the head (and pooler) stay trainable."""
+def freeze_body(model):
+    """Transfer learning: freeze the pretrained body; the head (and pooler) stay trainable. Returns `model`."""
     body = getattr(model, model.base_model_prefix, None)
     if body is None:
         raise UserError(f"cannot find the body of {type(model).__name__} to freeze")
     for name, p in body.named_parameters():
         p.requires_grad = name.startswith("pooler.")
+    return model
 
 
-def fit_classifier(backend, task: Task, ctx: FitContext, cfg: TrainConfig, frozen_body: bool) -> Predictor:
+def labelled_rows(tokenizer, task: Task, examples: list[Example], max_length: int) -> tuple[list[dict], list[dict]]:
+    """(training rows, validation rows) with the gold label of each example."""
+    return (encode_rows(tokenizer, examples, task.labels, max_length),
+            encode_rows(tokenizer, task.validation, task.labels, max_length))
+
+
+def fit_classifier(backend, task: Task, ctx: FitContext, cfg: TrainConfig, prepare: Callable | None = None, *,
+                   callbacks: list | None = None, rows: RowsHook | None = None, collator=None,
+                   trainer_cls=None) -> EncoderPredictor:
+    """The one encoder path: training split -> rows -> new classifier -> `prepare` -> train -> save -> predictor.
+
+    `prepare(model) -> model` freezes or schedules parts (it may add to `callbacks`); `rows` replaces the
+    gold-labelled rows (distillation's soft labels, which need their own `collator` and `trainer_cls`; each
+    row keeps its gold label index under "labels"). Training goes through `_collapse.train_guarded`: a
+    classifier answering one label for nearly all of validation is retrained with balanced sampling of the
+    rows by gold label, then with a lower learning rate (`ctx.stats['collapse']` says what happened).
+    """
     from transformers import DataCollatorWithPadding
 
     from tunewise.strategies.finetuning._causal import training_split
 
     seed_everything(ctx.seed)
-    model = backend.classifier(task.labels)
-    if frozen_body:
-        freeze_body(model)
     tok = backend.tokenizer
-    train_split = training_split(task, cfg.max_train_examples, ctx.seed)
-    train_rows = encode_rows(tok, train_split, task.labels, cfg.max_length)
-    eval_rows = encode_rows(tok, task.validation, task.labels, cfg.max_length)
-    train(model, train_rows, eval_rows, DataCollatorWithPadding(tok), cfg, ctx, label=cfg.id)
+    examples = training_split(task, cfg.max_train_examples, ctx.seed)
+    train_rows, eval_rows = (rows or labelled_rows)(tok, task, examples, cfg.max_length)
+    model = backend.classifier(task.labels)
+    if prepare is not None:
+        model = prepare(model)
+    predictor = EncoderPredictor(model, tok, task.labels, cfg.max_length)
+    pristine = list(callbacks or [])
+
+    def attempt(attempt_rows: list[dict], c: TrainConfig, cx: FitContext):
+        # callbacks are copied per attempt, so a schedule (gradual unfreezing) starts afresh on a retraining
+        return train(model, attempt_rows, eval_rows, collator or DataCollatorWithPadding(tok), c, cx, label=cfg.id,
+                     callbacks=[copy.copy(cb) for cb in pristine], trainer_cls=trainer_cls)
+
+    train_guarded(  # retrains with class balance / another learning rate when one label takes every answer
+        model, train_rows, [r["labels"] for r in train_rows], task.validation, attempt,
+        lambda check: [p.output for p in predictor.predict(check)], cfg, ctx)
     model.save_pretrained(ctx.artifact_dir / "model")
     tok.save_pretrained(ctx.artifact_dir / "model")
-    return EncoderPredictor(model, tok, task.labels, cfg.max_length)
+    return predictor
 
 
 def load_classifier(backend, task: Task, ctx: FitContext, cfg: TrainConfig) -> Predictor | None:

@@ -9,6 +9,7 @@ import numpy as np
 from tunewise.data import Example, Task
 from tunewise.errors import UserError
 from tunewise.strategies.base import Prediction, Predictor
+from tunewise.strategies.prompting._structured import Structured, structured_output
 
 Messages = list[dict[str, str]]
 
@@ -65,7 +66,7 @@ class ScoringPredictor(Predictor):
                  demos_for: DemosFor | None = None):
         self.backend, self.task, self.shared, self.batch_size = backend, task, shared, batch_size
         self.calibrate, self.demos_for = calibrate, demos_for
-        self.model = getattr(backend, "model", None)
+        self.model = backend.model
         eot = backend.end_of_turn()
         self.continuations = [backend.answer_prefix() + label + eot for label in task.labels]
         self.calibration: dict[str, float] | None = None  # label -> content-free probability (fixed prompt)
@@ -132,11 +133,11 @@ class GenerationPredictor(Predictor):
 
     def __init__(self, backend, shared: Messages, max_new_tokens: int = 64, batch_size: int = 8,
                  postprocess: Callable[[str], str] = str.strip, demos_for: DemosFor | None = None,
-                 structured=None):
+                 structured: Structured | None = None):
         self.backend, self.shared, self.demos_for = backend, shared, demos_for
-        self.model = getattr(backend, "model", None)
+        self.model = backend.model
         self.max_new_tokens, self.batch_size, self.postprocess = max_new_tokens, batch_size, postprocess
-        self.structured = structured  # _structured.Structured: generate under its JSON schema, read its field
+        self.structured = structured  # generate under its JSON schema, score its answer field
 
     def predict(self, examples: Sequence[Example], on_batch: Callable[[int], None] | None = None
                 ) -> list[Prediction]:
@@ -144,9 +145,9 @@ class GenerationPredictor(Predictor):
         answer = self.structured.demo_answer if self.structured else None
         prompts = [self.backend.render(self.shared + demo_messages(d, answer) + _user(e.input),
                                        add_generation_prompt=True) for d, e in zip(demos, examples, strict=True)]
-        extra = {"constraint": self.structured.constraint} if self.structured else {}
-        outs = self.backend.generate(prompts, max_new_tokens=self.max_new_tokens,
-                                     batch_size=self.batch_size, on_batch=on_batch, **extra)
+        outs = self.backend.generate(prompts, max_new_tokens=self.max_new_tokens, batch_size=self.batch_size,
+                                     on_batch=on_batch,
+                                     constraint=self.structured.constraint if self.structured else None)
         preds = []
         for d, p, (text, n) in zip(demos, prompts, outs, strict=True):
             trace = (_demo_trace(d) if self.demos_for else []) + \
@@ -165,7 +166,8 @@ class GenerationPredictor(Predictor):
 
 
 def prompt_predictor(backend, task: Task, shared: Messages, batch_size: int = 16, max_new_tokens: int = 64,
-                     calibrate: bool = False, demos_for: DemosFor | None = None, structured=None) -> Predictor:
+                     calibrate: bool = False, demos_for: DemosFor | None = None, structured: Structured | None = None
+                     ) -> Predictor:
     """Label scoring when the task is classification and the backend gives log-probs; else generation.
     `calibrate` needs label scoring (see `can_calibrate`); `demos_for` picks demonstrations per example;
     `structured` (generation only, see `_structured.structured_output`) generates under a JSON schema."""
@@ -176,6 +178,35 @@ def prompt_predictor(backend, task: Task, shared: Messages, batch_size: int = 16
         raise ValueError("contextual calibration needs label scoring; check uses_scoring() first")
     return GenerationPredictor(backend, shared, max_new_tokens=max_new_tokens, batch_size=batch_size,
                                demos_for=demos_for, structured=structured)
+
+
+def instruction_predictor(backend, task: Task, ctx, cfg,
+                          demonstrations: Callable[[], tuple[list[Example], DemosFor | None]] = lambda: ([], None)
+                          ) -> Predictor:
+    """What zero-shot and few-shot share: `cfg.instruction` (or the task's) with `cfg.role` as the system
+    message, then the demonstrations, then the query; label scoring or generation (`prompt_predictor`).
+
+    `cfg` has instruction, role, max_new_tokens, calibrate, output_schema and answer_field (a
+    `_structured.StructuredOutputConfig`). `demonstrations()` returns fixed demonstration examples, or a
+    per-example `DemosFor`. Calibration and an output_schema are refused (UserError) before demonstrations
+    are chosen where they cannot work; with a fixed prompt the calibration's label distribution goes to
+    `ctx.stats`. With an output_schema the system message shows the schema, demonstrations answer in its
+    shape and generation is constrained to it.
+    """
+    if cfg.calibrate:
+        check_calibrate(cfg.id, backend, task)
+    structured = structured_output(cfg, backend, task)
+    demos, demos_for = demonstrations()
+    system = system_prompt(task, cfg.instruction, cfg.role)
+    if structured:
+        system = f"{system}\n{structured.instruction()}"
+    answer = structured.demo_answer if structured else None  # demonstrations answer in the schema's shape
+    shared = [{"role": "system", "content": system}] + demo_messages(demos, answer)
+    predictor = prompt_predictor(backend, task, shared, max_new_tokens=cfg.max_new_tokens, calibrate=cfg.calibrate,
+                                 demos_for=demos_for, structured=structured)
+    if cfg.calibrate and demos_for is None:
+        ctx.stats["calibration"] = predictor.calibration
+    return predictor
 
 
 def uses_scoring(backend, task: Task) -> bool:

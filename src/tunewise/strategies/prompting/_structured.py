@@ -10,7 +10,7 @@ parse (the token limit cut it) scores as empty and is counted as an extraction f
 
 from __future__ import annotations
 
-import inspect
+import importlib.util
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -34,12 +34,14 @@ class StructuredOutputConfig(StrategyConfig):
 
     @model_validator(mode="after")
     def _schema(self) -> StructuredOutputConfig:
-        import jsonschema
-
         if self.output_schema is None:
             if self.answer_field is not None:
                 raise ValueError("answer_field needs output_schema")
             return self
+        try:
+            import jsonschema
+        except ImportError:
+            raise ValueError("output_schema needs jsonschema and xgrammar: pip install 'tunewise[serve]'") from None
         try:
             jsonschema.validators.validator_for(self.output_schema).check_schema(self.output_schema)
         except jsonschema.SchemaError as err:
@@ -83,12 +85,6 @@ class Structured:
         return answer if isinstance(answer, str) else json.dumps(answer, ensure_ascii=False)
 
 
-def can_constrain(backend) -> bool:
-    """The backend's generate() takes a `constraint` (local causal models, OpenAI-compatible chat APIs)."""
-    generate = getattr(backend, "generate", None)
-    return generate is not None and "constraint" in inspect.signature(generate).parameters
-
-
 def structured_output(config: StructuredOutputConfig, backend, task) -> Structured | None:
     """The strategy's Structured, after checking it applies; None without output_schema."""
     if config.output_schema is None:
@@ -96,7 +92,10 @@ def structured_output(config: StructuredOutputConfig, backend, task) -> Structur
     if task.is_classification:
         raise UserError(f"strategies.{config.id}.output_schema: classification answers are scored label by "
                         "label (nothing to parse); use output_schema on generation tasks")
-    if not can_constrain(backend):
+    if not backend.capabilities.constrained_output:  # local causal models, OpenAI-compatible chat APIs
         raise UserError(f"strategies.{config.id}.output_schema: '{backend.name}' cannot generate under a schema; "
                         "use a local Hugging Face model or an openai: chat model")
+    if backend.capabilities.local_weights and importlib.util.find_spec("xgrammar") is None:
+        raise UserError(f"strategies.{config.id}.output_schema: a local model decodes under the schema with "
+                        "xgrammar, which is not installed: pip install 'tunewise[serve]'")
     return Structured(config.output_schema, config.answer_field)

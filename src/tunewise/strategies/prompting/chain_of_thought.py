@@ -16,9 +16,9 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from tunewise.config import Strict
 from tunewise.data import Example, Task
 from tunewise.errors import UserError
+from tunewise.foundation import Strict
 from tunewise.registry import register
 from tunewise.strategies.base import Prediction, Predictor, Strategy, StrategyConfig
 from tunewise.strategies.prompting._common import Messages, system_prompt
@@ -125,7 +125,7 @@ class ReasoningPredictor(Predictor):
         self.backend, self.task, self.shared, self.trigger, self.extractor = backend, task, shared, trigger, extractor
         self.n, self.temperature, self.top_p, self.seed = n, temperature, top_p, seed
         self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
-        self.model = getattr(backend, "model", None)
+        self.model = backend.model
 
     def prompt(self, example: Example) -> str:
         text = self.backend.render(self.shared + [{"role": "user", "content": example.input}],

@@ -14,8 +14,8 @@ from pydantic import Field
 from tunewise.data import Example
 from tunewise.registry import register
 from tunewise.strategies.base import Strategy
-from tunewise.strategies.prompting._common import check_calibrate, demo_messages, prompt_predictor, system_prompt
-from tunewise.strategies.prompting._structured import StructuredOutputConfig, structured_output
+from tunewise.strategies.prompting._common import instruction_predictor
+from tunewise.strategies.prompting._structured import StructuredOutputConfig
 
 
 class FewShotConfig(StructuredOutputConfig):
@@ -52,13 +52,6 @@ def select_demos(train: list[Example], k: int, selection: str, seed: int, classi
             if by_label[label] and len(demos) < k:
                 demos.append(by_label[label].pop())
     return demos
-
-
-def load_embedder(name: str, device: str):
-    """Anything with `embed(texts) -> (n, d) array`; a function so tests can substitute a stub."""
-    from tunewise.backends.hf_local import EncoderBackend
-
-    return EncoderBackend(name, device=device)
 
 
 def _unit(vectors) -> np.ndarray:
@@ -98,22 +91,14 @@ class FewShot(Strategy):
 
     def fit(self, backend, task, ctx):
         c = self.config
-        if c.calibrate:
-            check_calibrate(c.id, backend, task)
-        structured = structured_output(c, backend, task)
-        system = system_prompt(task, c.instruction, c.role)
-        shared = [{"role": "system", "content": f"{system}\n{structured.instruction()}" if structured else system}]
-        if c.selection == "similar":
-            device = str(getattr(backend, "device", "auto"))
-            demos_for = NearestDemos(task.train, c.k, load_embedder(c.embedder, device))
-            ctx.stats["demonstrations"] = f"{demos_for.k} nearest per example by {c.embedder} (see traces)"
-            return prompt_predictor(backend, task, shared, max_new_tokens=c.max_new_tokens, calibrate=c.calibrate,
-                                    demos_for=demos_for, structured=structured)
-        demos = select_demos(task.train, c.k, c.selection, ctx.seed, task.is_classification)
-        ctx.stats["demonstrations"] = [d.id for d in demos]
-        answer = structured.demo_answer if structured else None  # demonstrations answer in the schema's shape
-        predictor = prompt_predictor(backend, task, shared + demo_messages(demos, answer),
-                                     max_new_tokens=c.max_new_tokens, calibrate=c.calibrate, structured=structured)
-        if c.calibrate:
-            ctx.stats["calibration"] = predictor.calibration
-        return predictor
+
+        def demonstrations():
+            if c.selection == "similar":
+                demos_for = NearestDemos(task.train, c.k, ctx.backends(c.embedder, "encoder"))
+                ctx.stats["demonstrations"] = f"{demos_for.k} nearest per example by {c.embedder} (see traces)"
+                return [], demos_for
+            demos = select_demos(task.train, c.k, c.selection, ctx.seed, task.is_classification)
+            ctx.stats["demonstrations"] = [d.id for d in demos]
+            return demos, None
+
+        return instruction_predictor(backend, task, ctx, c, demonstrations)

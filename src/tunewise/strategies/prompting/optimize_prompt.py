@@ -22,7 +22,6 @@ import re
 import torch
 from pydantic import Field
 
-from tunewise.backends import load_backend
 from tunewise.data import Example, Task
 from tunewise.evaluation.metrics import per_example_score
 from tunewise.registry import register
@@ -166,7 +165,7 @@ class OptimizePrompt(Strategy):
         c = self.config
         writer = backend
         if c.optimizer_model:
-            writer = load_backend(c.optimizer_model, "causal", str(getattr(backend, "device", "auto")))
+            writer = ctx.backends(c.optimizer_model, "causal")  # the run's copy when it has loaded that model
         torch.manual_seed(ctx.seed)  # proposals are sampled: the same seed gives the same candidates
         optimiser = _Optimiser(backend, writer, safe, c, ctx.seed)
         bar = None
@@ -178,7 +177,7 @@ class OptimizePrompt(Strategy):
             ctx.progress.update(bar, visible=False)
         ctx.stats.update({"instruction": best, "validation_score": score, "candidates": history,
                           "validation_source": optimiser.val_source, "validation_examples": len(optimiser.val),
-                          "optimizer_model": c.optimizer_model or getattr(backend, "name", None),
+                          "optimizer_model": c.optimizer_model or backend.name,
                           "optimization_tokens": optimiser.tokens})
         ctx.artifact_dir.mkdir(parents=True, exist_ok=True)
         (ctx.artifact_dir / "instruction.json").write_text(json.dumps({"instruction": best}), encoding="utf-8")

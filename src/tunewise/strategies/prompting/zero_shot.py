@@ -7,8 +7,8 @@ from pydantic import Field
 
 from tunewise.registry import register
 from tunewise.strategies.base import Strategy
-from tunewise.strategies.prompting._common import check_calibrate, prompt_predictor, system_prompt
-from tunewise.strategies.prompting._structured import StructuredOutputConfig, structured_output
+from tunewise.strategies.prompting._common import instruction_predictor
+from tunewise.strategies.prompting._structured import StructuredOutputConfig
 
 
 class ZeroShotConfig(StructuredOutputConfig):
@@ -29,14 +29,4 @@ class ZeroShot(Strategy):
     Config = ZeroShotConfig
 
     def fit(self, backend, task, ctx):
-        c = self.config
-        if c.calibrate:
-            check_calibrate(c.id, backend, task)
-        structured = structured_output(c, backend, task)
-        system = system_prompt(task, c.instruction, c.role)
-        shared = [{"role": "system", "content": f"{system}\n{structured.instruction()}" if structured else system}]
-        predictor = prompt_predictor(backend, task, shared, max_new_tokens=c.max_new_tokens, calibrate=c.calibrate,
-                                     structured=structured)
-        if c.calibrate:
-            ctx.stats["calibration"] = predictor.calibration
-        return predictor
+        return instruction_predictor(backend, task, ctx, self.config)

@@ -1,0 +1,7 @@
+"""Applications a command runs that are more than one call: agent teams doing tunewise's own work, and an
+Agent Framework agent over an endpoint or a served run (`agents_ask`).
+
+They sit above the run API (they get their config, task and models through `tunewise.runs`) and above
+the agent-team machinery in `tunewise.agents`, which strategies also use; keeping them out of that
+package lets the layers contract in pyproject.toml check both.
+"""
