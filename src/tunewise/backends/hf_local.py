@@ -11,6 +11,7 @@ import torch
 
 from tunewise.backends import embedded
 from tunewise.backends.base import Backend, Capabilities
+from tunewise.backends.context import BATCH_TOKENS, PREFILL_CHUNK, backend_context, check_prompt, token_batches
 from tunewise.backends.scoring import score_continuations
 from tunewise.errors import UserError
 
@@ -46,6 +47,8 @@ def _load(loader: Callable, name: str, **kwargs):
 
 class CausalLMBackend(Backend):
     """A causal LM: label scoring by log-likelihood, generation, and a trainable copy for fine-tuning."""
+
+    max_batch_tokens = BATCH_TOKENS  # rows x padded prompt tokens per forward pass (see backends/context.py)
 
     def __init__(self, name: str, device: str = "auto", model=None, tokenizer=None):
         from transformers import AutoTokenizer
@@ -121,7 +124,8 @@ class CausalLMBackend(Backend):
         return "", full
 
     def encode(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
+        # verbose=False: a text over the tokenizer's model_max_length is ours to handle (backends/context.py)
+        return self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"] if text else []
 
     def count_tokens(self, text: str) -> int:
         return len(self.encode(text))
@@ -130,10 +134,13 @@ class CausalLMBackend(Backend):
     def score(self, prefix: str, suffixes: Sequence[str], continuations: Sequence[str],
               batch_size: int = 16, on_batch: Callable[[int], None] | None = None) -> np.ndarray:
         """Summed log-probability of each continuation after prefix+suffix: shape (suffixes, continuations)."""
+        head, conts = self.encode(prefix), [self.encode(c) for c in continuations]
+        rows = [self.encode(s) for s in suffixes]
+        if rows:
+            check_prompt(len(head) + max(map(len, rows)), backend_context(self), max(map(len, conts), default=0))
         return score_continuations(
-            self.model, self.encode(prefix), [self.encode(s) for s in suffixes],
-            [self.encode(c) for c in continuations], batch_size=batch_size,
-            cache_kw=self._cache_kw, on_batch=on_batch)
+            self.model, head, rows, conts, batch_size=batch_size, cache_kw=self._cache_kw, on_batch=on_batch,
+            max_batch_tokens=self.max_batch_tokens)
 
     @torch.no_grad()
     def generate(self, prompts: Sequence[str], max_new_tokens: int = 64, stop: Sequence[str] = (),
@@ -151,11 +158,16 @@ class CausalLMBackend(Backend):
         stops = [s for s in stop if s] + [self.end_of_turn()]
         sampling = temperature > 0
         results: list[list[tuple[str, int]]] = []
-        for start in range(0, len(prompts), batch_size):
-            batch = list(prompts[start:start + batch_size])
+        lengths = [len(self.encode(p)) for p in prompts]
+        context = backend_context(self)
+        for group in token_batches(lengths, batch_size, self.max_batch_tokens, n if sampling else 1):
+            check_prompt(max(lengths[i] for i in group), context, max_new_tokens)
+            batch = [prompts[i] for i in group]
             enc = tok(batch, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
             kwargs = {"do_sample": True, "temperature": temperature, "top_p": top_p} if sampling else \
                 {"do_sample": False}
+            if enc["input_ids"].shape[1] > PREFILL_CHUNK:  # a long prompt is prefilled a chunk at a time
+                kwargs["prefill_chunk_size"] = PREFILL_CHUNK
             out = self.model.generate(
                 **enc, max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id, stop_strings=stops,
                 tokenizer=tok, num_return_sequences=n if sampling else 1, **kwargs)
