@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from tunewise.backends import load_backend
+from tunewise.backends.context import count_truncated
 from tunewise.config import ExperimentConfig, config_to_dict, dump_config, parse_config
 from tunewise.data import Task, load_task
 from tunewise.errors import UserError
@@ -151,10 +152,13 @@ def _run_strategy(strategy, backend, task: Task, config: ExperimentConfig, store
         metrics = evaluate(task, task.test, outputs, seed=config.seed)
         cost = _cost(ctx.stats, rows, backend, mem.peak_mb, art)
         cost["details"].update(extraction_summary(r["trace"] for r in rows))  # reasoning strategies only
+        cost["details"]["truncated_inputs"] = count_truncated(r["trace"] for r in rows)  # backends/context.py
         store.finish_result(run_id, sid, metrics, cost, str(art))
         primary = metrics[metrics["primary"]]
+        cut = cost["details"]["truncated_inputs"]
         console.print(f"[green]done[/] {sid}: {metrics['primary']} {primary['value']:.3f} "
-                      f"[{primary['low']:.3f}, {primary['high']:.3f}]")
+                      f"[{primary['low']:.3f}, {primary['high']:.3f}]"
+                      + (f" [yellow]({cut} of {len(rows)} test inputs truncated to fit the model)[/]" if cut else ""))
         return None
     except UserError as err:
         store.fail_result(run_id, sid, str(err))
