@@ -20,7 +20,8 @@ from tunewise.strategies.prompting._common import prompt_predictor
 def train_causal(model, backend, task, ctx, cfg, callbacks: list | None = None) -> dict[str, Any]:
     """Train `model` (a causal LM or a PeftModel over one) on the task; answer-only loss."""
     train_rows = _causal.encode_examples(
-        backend, task, _causal.training_split(task, cfg.max_train_examples, ctx.seed), cfg.max_length)
+        backend, task, _causal.training_split(task, cfg.max_train_examples, ctx.seed), cfg.max_length,
+        stats=ctx.stats)
     eval_rows = _causal.encode_examples(backend, task, task.validation, cfg.max_length)
     return train(model, train_rows, eval_rows, _causal.collator(backend), cfg, ctx, label=cfg.id,
                  callbacks=callbacks)

@@ -56,7 +56,8 @@ class Adapters(Strategy):
             raise UserError(f"strategies.{c.id}.target_modules: {err}") from None
         ctx.stats["adapted_modules"] = len(adapted)
         train_rows = _causal.encode_examples(
-            backend, task, _causal.training_split(task, c.max_train_examples, ctx.seed), c.max_length)
+            backend, task, _causal.training_split(task, c.max_train_examples, ctx.seed), c.max_length,
+            stats=ctx.stats)
         eval_rows = _causal.encode_examples(backend, task, task.validation, c.max_length)
         train(model, train_rows, eval_rows, _causal.collator(backend), c, ctx, label=c.id)
         _bottleneck.save_bottlenecks(model, ctx.artifact_dir / "adapters", self._settings())

@@ -17,10 +17,11 @@ from typing import Any
 
 from pydantic import Field, ValidationError, field_validator
 
+from tunewise.backends.context import count_truncated
 from tunewise.errors import UserError
 from tunewise.registry import register
 from tunewise.strategies.base import FitContext, Strategy
-from tunewise.strategies.finetuning._encoder import EncoderPredictor, encode_rows, load_classifier
+from tunewise.strategies.finetuning._encoder import EncoderPredictor, count_cut, encode_rows, load_classifier
 from tunewise.strategies.finetuning._train import TrainConfig, seed_everything, train
 
 
@@ -150,6 +151,8 @@ class Distill(Strategy):
         teacher = teacher_cls(c.teacher).fit(teacher_backend, task, tctx)
         train_preds, _ = _timed_predict(teacher, train_examples)
         val_preds, latency = _timed_predict(teacher, task.validation or train_examples[:32])
+        # the teacher's prompts follow task.long_inputs too: inputs it saw cut are counted
+        tctx.stats["truncated_inputs"] = count_truncated(p.trace for p in train_preds + val_preds)
         return soft_labels(train_preds, task.labels), soft_labels(val_preds, task.labels), val_preds, latency, \
             tctx.stats
 
@@ -164,22 +167,23 @@ class Distill(Strategy):
             backend, task, ctx, examples)
         gc.collect()  # the teacher's model is no longer referenced: free it before the student trains
         tok = backend.tokenizer
-        train_rows = [dict(r, soft_labels=s) for r, s in zip(encode_rows(tok, examples, task.labels, c.max_length),
+        model = backend.classifier(task.labels)
+        length, ctx.stats["truncated_train_examples"] = count_cut(model, tok, task, examples, c.max_length)
+        train_rows = [dict(r, soft_labels=s) for r, s in zip(encode_rows(tok, examples, task.labels, length),
                                                              soft, strict=True) if s is not None]
         if not train_rows:
             raise UserError(f"strategies.{c.id}: the teacher gave no usable label for any training example; "
                             "pick a teacher that answers with the task's labels")
         eval_rows = [] if not task.validation else [  # val_soft labels the validation split when it exists
-            dict(r, soft_labels=s) for r, s in zip(encode_rows(tok, task.validation, task.labels, c.max_length),
+            dict(r, soft_labels=s) for r, s in zip(encode_rows(tok, task.validation, task.labels, length),
                                                    val_soft, strict=True) if s is not None]
-        model = backend.classifier(task.labels)
         if c.freeze_body:
             freeze_body(model)
         train(model, train_rows, eval_rows, SoftLabelCollator(tok), c, ctx, label=c.id,
               trainer_cls=distill_trainer(c.alpha, c.temperature))
         model.save_pretrained(ctx.artifact_dir / "model")
         tok.save_pretrained(ctx.artifact_dir / "model")
-        student = EncoderPredictor(model, tok, task.labels, c.max_length)
+        student = EncoderPredictor(model, tok, task.labels, c.max_length, task=task)
         probe = task.validation or examples[:32]
         student_val, student_latency = _timed_predict(student, probe)
         ctx.stats["distillation"] = {

@@ -155,16 +155,17 @@ class GradualUnfreeze(ModelOptionStrategy):
         from transformers import DataCollatorWithPadding
 
         from tunewise.strategies.finetuning._causal import training_split
-        from tunewise.strategies.finetuning._encoder import EncoderPredictor, encode_rows
+        from tunewise.strategies.finetuning._encoder import EncoderPredictor, count_cut, encode_rows
 
         cfg, tok = self.config, backend.tokenizer
         train_split = training_split(task, cfg.max_train_examples, ctx.seed)
-        train_rows = encode_rows(tok, train_split, task.labels, cfg.max_length)
-        eval_rows = encode_rows(tok, task.validation, task.labels, cfg.max_length)
+        length, ctx.stats["truncated_train_examples"] = count_cut(model, tok, task, train_split, cfg.max_length)
+        train_rows = encode_rows(tok, train_split, task.labels, length)
+        eval_rows = encode_rows(tok, task.validation, task.labels, length)
         train(model, train_rows, eval_rows, DataCollatorWithPadding(tok), cfg, ctx, label=cfg.id, callbacks=callbacks)
         model.save_pretrained(ctx.artifact_dir / "model")
         tok.save_pretrained(ctx.artifact_dir / "model")
-        return EncoderPredictor(model, tok, task.labels, cfg.max_length)
+        return EncoderPredictor(model, tok, task.labels, cfg.max_length, task=task)
 
     def load(self, backend, task, ctx):
         if self.config.model == "encoder":

@@ -87,7 +87,8 @@ class Sft(Strategy):
         model = self._model(backend)
         shared = self._shared(task)
         train_rows = _causal.encode_examples(
-            backend, task, _causal.training_split(task, c.max_train_examples, ctx.seed), c.max_length, shared)
+            backend, task, _causal.training_split(task, c.max_train_examples, ctx.seed), c.max_length, shared,
+            stats=ctx.stats)
         eval_rows = _causal.encode_examples(backend, task, task.validation, c.max_length, shared)
         ctx.stats["response_tokens"] = sum(sum(t != _causal.IGNORE for t in r["labels"]) for r in train_rows)
         train(model, train_rows, eval_rows, _causal.collator(backend), c, ctx, label=c.id)
