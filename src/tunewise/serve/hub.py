@@ -13,6 +13,7 @@ one thread (`ModelWorker`), which serialises adapter switches and batches concur
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import re
 import tempfile
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tunewise.backends.context import token_batches
 from tunewise.data import Example
 from tunewise.errors import UserError
 from tunewise.serve import lm
@@ -72,7 +74,9 @@ class ModelHub:
             store.close()
         self.run_dir, self.run_id, self.log = Path(run_dir), run["id"], log
         self.config = parse_config(run["config"], f"{run_dir}/config.yaml")
-        self.task = load_task(self.config.task, seed=self.config.seed)
+        # Served strategies cut a too-long input and say so in its trace; each request then decides
+        # (`truncation`): a 400 context_length_exceeded, or the answer on the cut input (serve/errors.py).
+        self.task = dataclasses.replace(load_task(self.config.task, seed=self.config.seed), long_inputs="truncate")
         self.worker = ModelWorker()
         self.entries: dict[str, Entry] = {}
         self.aliases: dict[str, str] = {}
@@ -179,7 +183,12 @@ class ModelHub:
 
     def count(self, text: str) -> int:
         """Tokens of a raw model's prompt (event-loop thread)."""
-        return len(self._counter(text, add_special_tokens=False)["input_ids"])
+        return len(self._counter(text, add_special_tokens=False, verbose=False)["input_ids"])
+
+    @property
+    def counter(self):
+        """The event loop's own tokenizer copy (to count and cut prompts there)."""
+        return self._counter
 
     def private_backend(self):
         """The base backend with its own tokenizer copy, for another thread (the fine-tuning jobs)."""
@@ -218,8 +227,14 @@ class ModelHub:
 
     def generate(self, entry: Entry, prompt: str, params: lm.Params) -> Future:
         def run(prompts: list[str]) -> list[list[lm.Choice]]:
+            # Requests queued together run in groups bounded by tokens, not only by count: one long prompt
+            # does not multiply the padded width of all the others (backends/context.py).
+            lengths = [entry.backend.count_tokens(p) for p in prompts]  # this thread's tokenizer
+            out: list[list[lm.Choice]] = []
             with self._active(entry):
-                return lm.generate(entry.backend, prompts, params)
+                for group in token_batches(lengths, len(prompts), entry.backend.max_batch_tokens, params.n):
+                    out += lm.generate(entry.backend, [prompts[i] for i in group], params)
+            return out
 
         return self.worker.submit(("generate", entry.id, params), run, prompt)
 
