@@ -137,13 +137,20 @@ def list_strategies():
 @friendly
 def validate(config: Annotated[Path, typer.Argument(help="Experiment YAML to check.")]):
     """Check a config (keys, types, strategies, data) without running anything."""
+    from tunewise.backends.context import longest_inputs
     from tunewise.config import load_config
     from tunewise.data import load_task
+    from tunewise.registry import get_strategy
 
     cfg = load_config(config)
     task = load_task(cfg.task, seed=cfg.seed)
     out.print(f"{config}: valid · {task.summary()} · strategies: "
               f"{', '.join(s.id for s in cfg.strategies)}", highlight=False)
+    kinds = {get_strategy(s.name)(s).backend_kind for s in cfg.strategies}
+    for model in [cfg.model] * ("causal" in kinds) + [cfg.encoder] * ("encoder" in kinds):
+        line = longest_inputs(model, task.train + task.validation + task.test, task)
+        if line:
+            out.print(line, highlight=False, soft_wrap=True)
 
 
 def _load_commands() -> None:
