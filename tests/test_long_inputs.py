@@ -219,3 +219,14 @@ def test_generation_batches_are_bounded_by_tokens(short_causal):
     outs = backend.generate(prompts, max_new_tokens=2, batch_size=8)
     assert len(outs) == 5
     assert [b for b, _ in widths] == [2, 1, 2] and widths[1][1] >= 50  # the long prompt ran alone
+
+
+def test_prompt_optimiser_fits_long_failures_into_the_writers_context(tiny_causal):
+    from tunewise.strategies.prompting.optimize_prompt import OptimizePromptConfig, _Optimiser
+
+    backend = load_backend(tiny_causal, "causal", "cpu")  # context 1,024; the long input has ~6,000 tokens
+    task = long_task()
+    config = OptimizePromptConfig(name="optimize-prompt", candidates=1, max_proposal_tokens=8)
+    optimiser = _Optimiser(backend, backend, task, config, seed=0)
+    proposals = optimiser.propose("Route it.", [(task.test[-1], "refund"), (task.test[0], "refund")])
+    assert len(proposals) == 1 and optimiser.tokens["prompt"] + 8 <= 1024  # meta-prompt + proposal fit
