@@ -109,6 +109,7 @@ def count_truncated(traces: Iterable[Sequence[dict] | None]) -> int:
 
 
 def too_long(example: str, tokens: int, limit: Limit) -> InputTooLong:
+    """The one-line refusal of `refuse`: the example, its prompt's tokens and the limit with its reason."""
     return InputTooLong(f"{example}: the prompt has {tokens:,} tokens, over the limit of {limit.tokens:,} "
                         f"({limit.why}); shorten this input, or set task.long_inputs: truncate to cut it",
                         example, tokens, limit.tokens or 0)
@@ -120,7 +121,7 @@ def fit_text(counter: Any, limit: Limit, example: str, text: str, measure: Calla
     around it, is within the limit; and the trace step of the cut (None when nothing was cut).
 
     `counter` is a backend (`count_tokens`, and a `tokenizer` when local) or a tokenizer. Raises
-    `InputTooLong` under `refuse`, or when the prompt is over the limit even without the text."""
+    `InputTooLong` under `refuse`, or when the prompt is over the limit with just one token of the text."""
     if limit.tokens is None:
         return text, None
     total = measure(text)

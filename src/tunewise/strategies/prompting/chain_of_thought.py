@@ -134,7 +134,7 @@ class ReasoningPredictor(Predictor):
                                                        else text}], add_generation_prompt=True)
         return rendered + self.backend.answer_prefix() + self.trigger if self.trigger else rendered
 
-    def fit(self, example: Example) -> tuple[str, dict | None]:
+    def fit_prompt(self, example: Example) -> tuple[str, dict | None]:
         """The prompt, its input cut by `task.long_inputs` so it fits with max_new_tokens; and the cut's step."""
         limit = limit_for(backend_context(self.backend), self.task, self.max_new_tokens)
         text, cut = fit_text(self.backend, limit, name_of(example), example.input,
@@ -143,7 +143,7 @@ class ReasoningPredictor(Predictor):
 
     def predict(self, examples: Sequence[Example], on_batch: Callable[[int], None] | None = None
                 ) -> list[Prediction]:
-        fitted = [self.fit(e) for e in examples]
+        fitted = [self.fit_prompt(e) for e in examples]
         prompts = [p for p, _ in fitted]
         if self.temperature > 0 and self.model is not None:
             import torch
