@@ -48,7 +48,7 @@ def test_write_with_an_empty_topic_is_a_one_line_error():
 
 
 def test_optimize_prompt_scores_on_validation_and_never_sees_the_test_split(tmp_path, monkeypatch):
-    from tunewise.agents import optimize
+    from tunewise.backends import cache
     from tunewise.backends.fake import FakeBackend
     from tunewise.config import load_config
     from tunewise.data import load_task
@@ -66,7 +66,7 @@ def test_optimize_prompt_scores_on_validation_and_never_sees_the_test_split(tmp_
             return [("INSTRUCTION: Decide whether the message is about a delivery or a refund.", 12)
                     for _ in prompts]
 
-    monkeypatch.setattr(optimize, "load_backend", lambda *a, **k: Recording("fake"))
+    monkeypatch.setattr(cache, "load_backend", lambda *a, **k: Recording("fake"))  # the run API's loader
     out_file = tmp_path / "opt.json"
     result = runner.invoke(app, ["agents", "optimize-prompt", str(config), "--rounds", "2", "--output",
                                  str(out_file)])

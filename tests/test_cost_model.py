@@ -6,11 +6,10 @@ import pytest
 
 from tunewise.config import ConstraintsConfig, ExperimentConfig, PricesConfig, parse_config
 from tunewise.errors import UserError
+from tunewise.prices import DEFAULT_API_PRICES, api_price
 from tunewise.report import fmt
 from tunewise.report.cost_model import (
-    DEFAULT_API_PRICES,
     StrategyCost,
-    api_price,
     break_even,
     break_evens,
     pareto_front,

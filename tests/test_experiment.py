@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+from tunewise.runs import cell as cell_module
 from typer.testing import CliRunner
 
-from tunewise import experiment
 from tunewise.cli import app
 from tunewise.store import Store
 
@@ -65,16 +65,16 @@ def test_run_end_to_end_and_show(tmp_path, sentiment_csv, tiny_causal, tiny_enco
 def test_resume_finishes_only_what_was_not_finished(tmp_path, sentiment_csv, tiny_causal, tiny_encoder,
                                                     monkeypatch):
     config = _config(tmp_path, sentiment_csv, tiny_causal, tiny_encoder)
-    real_predict = experiment._predict
+    real_predict = cell_module._predict
     calls: list[str] = []
 
-    def interrupted(predictor, task, store, run_id, sid, progress):
-        calls.append(sid)
-        if sid == "lora":  # Ctrl-C while the third strategy is being scored
+    def interrupted(predictor, task, cell_id, done, progress):
+        calls.append(cell_id)
+        if cell_id == "lora":  # Ctrl-C while the third strategy is being scored
             raise KeyboardInterrupt
-        return real_predict(predictor, task, store, run_id, sid, progress)
+        return real_predict(predictor, task, cell_id, done, progress)
 
-    monkeypatch.setattr(experiment, "_predict", interrupted)
+    monkeypatch.setattr(cell_module, "_predict", interrupted)
     first = CliRunner().invoke(app, ["run", str(config)])
     assert first.exit_code == 130
     run_dir = next((tmp_path / "runs").iterdir())
@@ -92,7 +92,7 @@ def test_resume_finishes_only_what_was_not_finished(tmp_path, sentiment_csv, tin
     lora_cls = strategies()["lora"]
     real_fit = lora_cls.fit
     monkeypatch.setattr(lora_cls, "fit", lambda self, *a, **k: fitted.append(1) or real_fit(self, *a, **k))
-    monkeypatch.setattr(experiment, "_predict", real_predict)
+    monkeypatch.setattr(cell_module, "_predict", real_predict)
     second = CliRunner().invoke(app, ["run", "--resume", str(run_dir)])
     assert second.exit_code == 0, second.output
     results = {r["strategy"]: r for r in store.results(run_id)}

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
+from tunewise.runs.measure import measure_after_fit, zero_shot_predictor
 
 from tunewise.backends import load_backend
 from tunewise.evaluation import forgetting
 from tunewise.evaluation.forgetting import measure_forgetting, perplexity, reference_text
+from tunewise.registry import strategies, strategy_config
 from tunewise.strategies.base import FitContext
-from tunewise.strategies.finetuning._causal import CausalTrainConfig, finish_causal_fit
+from tunewise.strategies.finetuning._causal import CausalTrainConfig
 
 
 @pytest.fixture(scope="module")
@@ -78,18 +81,30 @@ def test_base_perplexity_is_cached_per_base_model(causal, tmp_path, monkeypatch)
 
 def test_second_task_accuracy_before_and_after(causal, sentiment_csv, tmp_path):
     cfg = _cfg(forgetting_task=str(sentiment_csv), forgetting_task_examples=6)
-    result = measure_forgetting(causal, _perturbed(causal, 2.0), FitContext(tmp_path, 0), cfg)
+    with pytest.raises(ValueError, match="zero-shot"):  # the predictor must come from the caller (run API)
+        measure_forgetting(causal, _perturbed(causal, 2.0), FitContext(tmp_path, 0), cfg)
+    result = measure_forgetting(causal, _perturbed(causal, 2.0), FitContext(tmp_path, 0), cfg,
+                                zero_shot=zero_shot_predictor)
     assert result["second_task"] == "sentiment"
     assert 0 <= result["second_task_before"] <= 1 and 0 <= result["second_task_after"] <= 1
     assert result["second_task_change"] == pytest.approx(result["second_task_after"] - result["second_task_before"])
 
 
-def test_finish_causal_fit_honours_the_switch_and_fake_backends(causal, small_task, tmp_path):
+def _strategy(name: str, **options):
+    return strategies()[name](strategy_config({"name": name, "forgetting_max_tokens": 300, **options}))
+
+
+def test_measure_after_fit_honours_the_switch_encoders_and_fake_backends(causal, tmp_path):
     ctx = FitContext(tmp_path, 0)
-    finish_causal_fit(causal, causal.fresh_model(), small_task, ctx, _cfg(forgetting=False))
+    fitted = SimpleNamespace(model=causal.fresh_model())  # what a causal fine-tune's predictor carries
+    assert measure_after_fit(_strategy("lora", forgetting=False), causal, fitted, ctx) is None
     assert "forgetting" not in ctx.stats
-    finish_causal_fit(causal, causal.fresh_model(), small_task, ctx, _cfg())
-    assert "ppl_after" in ctx.stats["forgetting"]
+    assert measure_after_fit(_strategy("full-finetune"), causal, fitted, ctx) is None  # encoder: nothing
+    assert "forgetting" not in ctx.stats
+    measured = measure_after_fit(_strategy("lora"), causal, fitted, ctx)
+    assert "ppl_after" in ctx.stats["forgetting"] and measured == ctx.stats["forgetting"]
+    assert measured["seconds"] >= 0
+    assert measure_after_fit(_strategy("lora"), causal, fitted, ctx) is None  # measured once (resume)
     assert measure_forgetting(load_backend("fake", "causal"), None, FitContext(tmp_path, 0), _cfg()) == {}
 
 

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from conftest import keyword_task
 from tunewise.backends import load_backend
-from tunewise.backends.context import InputTooLong, backend_context, token_batches
+from tunewise.backends.context import InputTooLong, token_batches
 from tunewise.cli import app
 from tunewise.data import Example, Task
 from tunewise.registry import get_strategy, strategy_config
@@ -127,7 +127,7 @@ def test_truncated_prompt_keeps_instruction_demonstrations_and_answer_slot(tmp_p
     assert "where is my delivery w0 w1" in long_suffix and "LASTWORD" not in long_suffix
     assert long_suffix.rstrip().endswith("<|im_start|>assistant")  # the answer slot follows, untouched
     slot = max(backend.count_tokens(c) for c in seen["continuations"])
-    assert backend.count_tokens(prefix) + backend.count_tokens(long_suffix) + slot <= backend_context(backend)
+    assert backend.count_tokens(prefix) + backend.count_tokens(long_suffix) + slot <= backend.context_window
     assert [s["step"] for s in preds[-1].trace] == ["truncated"] and preds[-1].trace[0]["example"] == "long.csv:9"
     assert all(p.trace is None for p in preds[:-1])
 
@@ -192,11 +192,12 @@ def test_encoder_counts_a_cut_input_and_refuses_one_over_its_context(tiny_encode
     backend = load_backend(tiny_encoder, "encoder", "cpu")
     task = long_task(n_words=600)
     model = backend.classifier(task.labels)
-    preds = EncoderPredictor(model, backend.tokenizer, task.labels, 64, task=task).predict(task.test)
+    context = backend.context_window  # the encoder's declared context (512 positions)
+    preds = EncoderPredictor(model, backend.tokenizer, task.labels, 64, task=task, context=context).predict(task.test)
     assert preds[-1].trace[0]["step"] == "truncated" and preds[-1].prompt_tokens == 64
     with pytest.raises(InputTooLong, match="long.csv:9.*over the limit of 512"):
-        EncoderPredictor(model, backend.tokenizer, task.labels, 64,
-                         task=long_task(n_words=600, long_inputs="refuse")).predict(task.test)
+        EncoderPredictor(model, backend.tokenizer, task.labels, 64, task=long_task(n_words=600, long_inputs="refuse"),
+                         context=context).predict(task.test)
 
 
 def test_token_batches_split_on_the_token_budget():

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from tunewise.runs.measure import measure_after_fit
 
 from tunewise.backends import load_backend
 from tunewise.config import parse_config
@@ -167,7 +168,9 @@ def test_merged_export_loads_with_plain_transformers(name, causal, small_task, t
 
     ctx = FitContext(artifact_dir=tmp_path, seed=0)
     strategy = strategies()[name](strategy_config({"name": name, **FAST, "learning_rate": 3e-2, "merge": True}))
-    adapter_preds = strategy.fit(causal, small_task, ctx).predict(small_task.test)
+    predictor = strategy.fit(causal, small_task, ctx)
+    adapter_preds = predictor.predict(small_task.test)
+    measure_after_fit(strategy, causal, predictor, ctx)  # what the run API does after every fit
     merged_dir = tmp_path / "merged"
     model = AutoModelForCausalLM.from_pretrained(merged_dir)  # plain transformers, no peft
     assert not any("lora" in n or "ia3" in n for n, _ in model.named_parameters())

@@ -6,13 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tunewise.backends import load_backend
+from tunewise.backends import cache, load_backend
 from tunewise.backends.fake import FakeBackend
 from tunewise.data import Example, Task
 from tunewise.errors import UserError
 from tunewise.registry import strategies, strategy_config
 from tunewise.strategies.base import FitContext
-from tunewise.strategies.prompting import few_shot
 from tunewise.strategies.prompting._common import ScoringPredictor, calibrated
 from tunewise.strategies.prompting.few_shot import NearestDemos
 
@@ -82,7 +81,8 @@ def _fit(name, backend, task, tmp_path, **options):
 @pytest.fixture
 def stub_embedder(monkeypatch):
     stub = StubEmbedder()
-    monkeypatch.setattr(few_shot, "load_embedder", lambda name, device: stub)
+    # the embedder reaches the strategy through the backends of its FitContext (the run's cache)
+    monkeypatch.setattr(cache, "load_backend", lambda name, kind, device: stub if kind == "encoder" else None)
     return stub
 
 

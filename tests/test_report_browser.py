@@ -176,11 +176,25 @@ def test_curve_and_report_of_a_real_run(real_run):
     sizes = sorted(p["train_examples"] for p in curve["points"] if p["strategy"] == "head-only")
     assert sizes[0] == 6 and sizes[-1] > 6 and len(sizes) == 2  # the curve point and the run's own full size
     assert {b["strategy"] for b in curve["baselines"]} == {"zero-shot", "few-shot"}
-    assert len(list((real_run / "curve").iterdir())) == 1  # one sub-run per size
+    cells = _curve_cells(real_run)
+    assert {c: (status, size) for c, (status, size, _) in cells.items()} == {"head-only@n=6": ("done", 6)}
     html = (real_run / "report.html").read_text(encoding="utf-8")
     assert 'id="chart-curve"' in html and (real_run / "results.csv").is_file()
     again = CliRunner().invoke(app, ["curve", str(real_run), "--sizes", "6,1000"])  # nothing to rerun:
-    assert again.exit_code == 0 and len(list((real_run / "curve").iterdir())) == 1  # 6 done, 1000 >= full size
+    assert again.exit_code == 0 and _curve_cells(real_run) == cells  # 6 done, 1000 >= full size
+
+
+def _curve_cells(run_dir: Path) -> dict[str, tuple[str, int, float]]:
+    """The run's cells at a capped training size (one per fine-tuning strategy and size): status, size and
+    when each finished (a rerun would change it)."""
+    from tunewise.store import open_run
+
+    store, run = open_run(run_dir)
+    try:
+        return {r["strategy"]: (r["status"], r["train_size"], r["finished_at"]) for r in store.results(run["id"])
+                if r["train_size"] is not None}
+    finally:
+        store.close()
 
 
 def _chromium() -> str | None:

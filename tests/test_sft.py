@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tunewise.runs.measure import measure_after_fit
 
 from tunewise.backends import load_backend
 from tunewise.data import Example, Task
@@ -78,7 +79,10 @@ def test_sft_full_weights_train_everything_and_reload(causal, small_task, tmp_pa
 def test_sft_records_forgetting(causal, small_task, tmp_path):
     cfg = strategy_config({"name": "sft", **FAST, "forgetting": True, "forgetting_max_tokens": 256})
     ctx = FitContext(artifact_dir=tmp_path, seed=0)
-    strategies()["sft"](cfg).fit(causal, small_task, ctx)
+    strategy = strategies()["sft"](cfg)
+    predictor = strategy.fit(causal, small_task, ctx)
+    assert "forgetting" not in ctx.stats  # a measurement, not part of fit (nor of its train time)
+    measure_after_fit(strategy, causal, predictor, ctx)  # what the run API does after every fit
     forgetting = ctx.stats["forgetting"]
     assert forgetting["reference_tokens"] == 256
     assert forgetting["ppl_before"] > 1 and forgetting["ppl_after"] > 1

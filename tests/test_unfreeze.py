@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tunewise.runs.measure import measure_after_fit
 
 from tunewise.backends import load_backend
 from tunewise.config import parse_config
 from tunewise.errors import UserError
 from tunewise.registry import strategies, strategy_config
 from tunewise.strategies.base import FitContext
-from tunewise.strategies.finetuning import _lm_fit, gradual_unfreeze
+from tunewise.strategies.finetuning import _encoder, _lm_fit
 from tunewise.strategies.finetuning.gradual_unfreeze import layer_groups, start_epochs
 
 FAST = {"batch_size": 4, "learning_rate": 5e-3, "early_stopping_patience": None}
@@ -43,7 +44,7 @@ def _recorder(log: list):
 
 
 def _with_recorder(monkeypatch, log: list) -> None:
-    for module in (gradual_unfreeze, _lm_fit):  # encoder path calls train() here, the causal path in _lm_fit
+    for module in (_encoder, _lm_fit):  # the encoder path calls train() in _encoder, the causal path in _lm_fit
         real = module.train
 
         def spy(*args, real=real, callbacks=None, **kwargs):
@@ -132,7 +133,9 @@ def test_full_finetune_on_the_causal_lm(backends, small_task, tmp_path, tiny_cau
         seen["model"], seen["before"] = model, {n: p.detach().clone() for n, p in model.named_parameters()}
 
     ctx = FitContext(artifact_dir=tmp_path, seed=0, on_train_start=remember)
-    preds = strategy.fit(backends["causal"], small_task, ctx).predict(small_task.test)
+    predictor = strategy.fit(backends["causal"], small_task, ctx)
+    preds = predictor.predict(small_task.test)
+    measure_after_fit(strategy, backends["causal"], predictor, ctx)  # what the run API does after every fit
     after = dict(seen["model"].named_parameters())
     assert all(p.requires_grad for p in after.values())
     assert all(not torch.equal(after[n].detach(), seen["before"][n]) for n in after)

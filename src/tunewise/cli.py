@@ -36,26 +36,9 @@ def friendly(fn):
 
 
 def _build_config(config: Path | None, overrides: dict[str, Any]):
-    from tunewise.config import _resolve_relative_paths, load_config, parse_config
+    from tunewise.runs import resolve_config
 
-    data: dict[str, Any] = {}
-    source = "command line"
-    if config is not None:
-        data = load_config(config).model_dump(mode="json")
-        data["strategies"] = [s.model_dump(mode="json") for s in load_config(config).strategies]
-        source = str(config)
-    task = data.setdefault("task", {})
-    if overrides.get("task"):
-        task["source"] = overrides["task"]
-        _resolve_relative_paths(data, Path.cwd())
-    if overrides.get("limit") is not None:
-        task["max_test_examples"] = overrides["limit"]
-    for key in ("model", "encoder", "seed", "output_dir", "device"):
-        if overrides.get(key) is not None:
-            data[key] = overrides[key]
-    if overrides.get("strategies"):
-        data["strategies"] = [s.strip() for s in overrides["strategies"].split(",") if s.strip()]
-    return parse_config(data, source)
+    return resolve_config(config, overrides)
 
 
 @app.command()
@@ -75,30 +58,26 @@ def run(
                                       "without asking.")] = False,
 ):
     """Run every strategy on the task, score them on the same test split, print the leaderboard."""
-    import os
-
     from tunewise.experiment import run_experiment
 
-    if yes:
-        os.environ["TUNEWISE_YES"] = "1"
     if resume is not None:
         if any(v is not None for v in (config, task, model, encoder, strategies, limit, seed, output, device)):
             raise UserError("--resume continues a run with its own saved config; give no other options")
-        run_dir = run_experiment(resume=resume)
+        run_dir = run_experiment(resume=resume, yes=yes)
     else:
         cfg = _build_config(config, dict(task=task, model=model, encoder=encoder, strategies=strategies,
                                          limit=limit, seed=seed, output_dir=output, device=device))
-        run_dir = run_experiment(cfg)
+        run_dir = run_experiment(cfg, yes=yes)
     _show(run_dir)
     out.print(f"run folder: {run_dir}", highlight=False, soft_wrap=True)
 
 
 def _show(run_dir: Path) -> None:
-    from tunewise.experiment import open_run
     from tunewise.report.leaderboard import leaderboard
+    from tunewise.store import open_run
 
     store, run = open_run(run_dir)
-    results = store.results(run["id"])
+    results = store.main_results(run["id"])  # the run's own cells (curve cells are drawn by the report)
     store.close()
     task = run["config"]["task"]["source"]
     out.print(leaderboard(results, title=f"run {run['id']} · task {task} · status {run['status']}"))
@@ -137,20 +116,13 @@ def list_strategies():
 @friendly
 def validate(config: Annotated[Path, typer.Argument(help="Experiment YAML to check.")]):
     """Check a config (keys, types, strategies, data) without running anything."""
-    from tunewise.backends.context import longest_inputs
-    from tunewise.config import load_config
-    from tunewise.data import load_task
-    from tunewise.registry import get_strategy
+    from tunewise.runs import Session
 
-    cfg = load_config(config)
-    task = load_task(cfg.task, seed=cfg.seed)
-    out.print(f"{config}: valid · {task.summary()} · strategies: "
-              f"{', '.join(s.id for s in cfg.strategies)}", highlight=False)
-    kinds = {get_strategy(s.name)(s).backend_kind for s in cfg.strategies}
-    for model in [cfg.model] * ("causal" in kinds) + [cfg.encoder] * ("encoder" in kinds):
-        line = longest_inputs(model, task.train + task.validation + task.test, task)
-        if line:
-            out.print(line, highlight=False, soft_wrap=True)
+    session = Session.from_file(config, announce=False)
+    out.print(f"{config}: valid · {session.task().summary()} · strategies: "
+              f"{', '.join(s.id for s in session.config.strategies)}", highlight=False)
+    for line in session.longest_inputs():
+        out.print(line, highlight=False, soft_wrap=True)
 
 
 def _load_commands() -> None:

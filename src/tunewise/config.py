@@ -1,104 +1,28 @@
-"""Experiment configuration: pydantic models with unknown keys rejected and errors that name the key."""
+"""Experiment configuration: pydantic models with unknown keys rejected and errors that name the key.
+
+The sections live where their layer needs them: `task:` in `tunewise.data.config` (data reads it),
+`prices:` in `tunewise.prices` (the report and `openai-finetune` price with it), the `Strict` base in
+`tunewise.foundation`; this module assembles the whole experiment and validates its strategies through
+the registry.
+"""
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 
-from tunewise.errors import UserError
+from tunewise.data.config import TaskConfig
+from tunewise.foundation import Strict, UserError, unknown_key
+from tunewise.foundation import format_validation_error as _format
+from tunewise.prices import ApiPrice, PricesConfig
 
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class TaskConfig(Strict):
-    # `input_column: 0` for a file without header names its first column "0"
-    model_config = ConfigDict(coerce_numbers_to_str=True)
-
-    source: str = Field(
-        "demo",
-        description="Where the examples come from: 'demo' (built-in support intents), 'gsm8k' (embedded "
-        "GSM8K test set), a CSV/TSV/JSONL/Parquet file, or 'hf:NAME[:CONFIG]' for a Hugging Face dataset.",
-    )
-    name: str | None = Field(None, description="Display name of the task (defaults to the source's name).")
-    kind: Literal["classification", "generation"] | None = Field(
-        None, description="classification (closed label set) or generation (free text with references).")
-    input_column: str | None = Field(None, description="Column holding the model input text.")
-    target_column: str | None = Field(None, description="Column holding the label or reference answer.")
-    split_column: str | None = Field(
-        None, description="Column whose values (train/validation/test) assign rows to splits.")
-    train: str | None = Field(None, description="Separate file (or hf split name) for training examples.")
-    validation: str | None = Field(None, description="Separate file (or hf split name) for validation.")
-    test: str | None = Field(None, description="Separate file (or hf split name) for the held-out test set.")
-    has_header: bool = Field(True, description="CSV/TSV files: first line holds column names. When false, "
-                             "columns are named 0, 1, 2, ...")
-    instruction: str | None = Field(None, description="What the model should do, in plain words.")
-    test_size: float = Field(0.3, gt=0, lt=1, description="Share of rows held out for test when the "
-                             "data has no splits (stratified by label, seeded).")
-    validation_size: float = Field(0.1, ge=0, lt=1, description="Share of rows for validation.")
-    max_train_examples: int | None = Field(None, gt=0, description="Cap on training examples (seeded "
-                                           "stratified subsample).")
-    max_test_examples: int | None = Field(None, gt=0, description="Cap on test examples (same as --limit).")
-    max_input_tokens: int | None = Field(None, gt=0, description="Most tokens of one prompt (instruction, "
-                                         "demonstrations and the example; the answer's room comes on top). "
-                                         "Default: what the model's context allows.")
-    long_inputs: Literal["truncate", "refuse"] = Field(
-        "truncate", description="An example whose prompt does not fit the model's context (or "
-        "max_input_tokens): truncate cuts the end of the example's own text, keeping the instruction, "
-        "demonstrations and answer, and counts it in the results; refuse stops with an error naming it.")
-
-    @model_validator(mode="after")
-    def _sizes(self) -> TaskConfig:
-        if self.test_size + self.validation_size >= 1:
-            raise ValueError("task.test_size + task.validation_size must be below 1")
-        return self
-
-
-def _default_api_prices() -> dict[str, Any]:
-    from tunewise.report.cost_model import DEFAULT_API_PRICES
-
-    return {name: ApiPrice(**price) for name, price in DEFAULT_API_PRICES.items()}
-
-
-class ApiPrice(Strict):
-    input: float = Field(ge=0, description="USD per million input (prompt) tokens.")
-    output: float = Field(ge=0, description="USD per million output (completion) tokens.")
-    training: float | None = Field(None, ge=0, description="USD per million training tokens for the "
-                                   "provider's fine-tuning; empty when the model cannot be fine-tuned.")
-    finetuned_input: float | None = Field(None, ge=0, description="USD per million input tokens for a "
-                                          "fine-tuned copy (defaults to `input`).")
-    finetuned_output: float | None = Field(None, ge=0, description="USD per million output tokens for a "
-                                           "fine-tuned copy (defaults to `output`).")
-
-
-class PricesConfig(Strict):
-    api: dict[str, ApiPrice] = Field(
-        default_factory=_default_api_prices,
-        description="API prices by model name. Entries given here are added to, or replace, tunewise's dated "
-        "defaults (see `tunewise.report.cost_model.PRICES_AS_OF`); check your provider's price page.")
-    gpu_per_hour: float = Field(4.0, ge=0, description="USD per hour of the GPU that trains and serves "
-                                "local models (used when the run had CUDA).")
-    cpu_per_hour: float = Field(0.10, ge=0, description="USD per hour of the CPU machine that trains and "
-                                "serves local models (used when the run had no GPU).")
-    electricity_per_kwh: float | None = Field(None, ge=0, description="USD per kWh; when set, the energy "
-                                              "of local training and inference is added to their cost.")
-    gpu_watts: float = Field(400.0, gt=0, description="Power drawn by the GPU under load, in watts.")
-    cpu_watts: float = Field(65.0, gt=0, description="Power drawn by the CPU under load, in watts.")
-
-    @field_validator("api", mode="before")
-    @classmethod
-    def _merge_defaults(cls, value: Any) -> Any:
-        if not isinstance(value, dict):
-            return value
-        from tunewise.report.cost_model import DEFAULT_API_PRICES
-
-        return {**DEFAULT_API_PRICES, **value}
+__all__ = ["ApiPrice", "ConstraintsConfig", "ExperimentConfig", "PricesConfig", "Strict", "TaskConfig",
+           "config_to_dict", "dump_config", "format_validation_error", "load_config", "parse_config",
+           "resolve_relative_paths"]
 
 
 class ConstraintsConfig(Strict):
@@ -177,32 +101,22 @@ def _strategy_problem(e: dict[str, Any], index: int, item: Any) -> dict[str, Any
         from tunewise.registry import get_strategy
 
         known = [k for k in get_strategy(str(item["name"])).Config.model_fields if k != "name"]
-        return _problem(_unknown_key(str(e["loc"][-1]), known, "`tunewise strategies` lists the options"),
+        return _problem(unknown_key(str(e["loc"][-1]), known, "`tunewise strategies` lists the options"),
                         loc, e["input"])
     return {"type": e["type"], "loc": loc, "input": e["input"], **({"ctx": e["ctx"]} if "ctx" in e else {})}
 
 
-def _unknown_key(key: str, known: list[str], hint: str) -> str:
-    close = difflib.get_close_matches(key, known, n=1)
-    if close:
-        return f"unknown key; did you mean '{close[0]}'?" + (f" ({hint})" if hint else "")
-    return f"unknown key (known: {', '.join(known)})"
-
-
 def format_validation_error(err: ValidationError, source: str) -> str:
-    """One line per problem, each naming the key path, joined with '; '."""
-    parts = []
-    for e in err.errors():
-        loc = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in e["loc"]).replace(".[", "[")
-        msg = " ".join(e["msg"].removeprefix("Value error, ").split())  # one line
-        if e["type"] == "extra_forbidden":
-            sections = {"task": TaskConfig, "prices": PricesConfig, "constraints": ConstraintsConfig}
-            model = sections.get(str(e["loc"][0]), ExperimentConfig) if len(e["loc"]) == 2 else ExperimentConfig
-            known = list(model.model_fields) if len(e["loc"]) <= 2 else []
-            msg = (_unknown_key(str(e["loc"][-1]), known, "") if known
-                   else "unknown key (check the spelling)")
-        parts.append(f"{loc}: {msg}" if loc else msg)
-    return f"{source}: " + "; ".join(parts)
+    """One line per problem, each naming the key path, joined with '; ' (unknown keys get 'did you mean')."""
+    sections = {"task": TaskConfig, "prices": PricesConfig, "constraints": ConstraintsConfig}
+
+    def known(loc: tuple) -> list[str]:
+        if len(loc) > 2:
+            return []
+        model = sections.get(str(loc[0]), ExperimentConfig) if len(loc) == 2 else ExperimentConfig
+        return list(model.model_fields)
+
+    return _format(err, source, known)
 
 
 def parse_config(data: dict[str, Any], source: str = "config") -> ExperimentConfig:
@@ -229,11 +143,11 @@ def load_config(path: str | Path) -> ExperimentConfig:
         raise UserError(f"{path}: not valid UTF-8; save it as UTF-8") from None
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a mapping of keys (task, model, strategies, ...)")
-    _resolve_relative_paths(data, path.parent)
+    resolve_relative_paths(data, path.parent)
     return parse_config(data, str(path))
 
 
-def _resolve_relative_paths(data: dict[str, Any], base: Path) -> None:
+def resolve_relative_paths(data: dict[str, Any], base: Path) -> None:
     """Data paths in a config file are relative to the file, as users expect (also when the file is
     missing, so that the error names where tunewise looked). Built-in sources ('demo', 'gsm8k'),
     'hf:' names and the split names of an 'hf:' source are not paths."""

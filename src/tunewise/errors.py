@@ -1,9 +1,7 @@
-"""User-facing errors: one line, names the file/row/field and what to do; the CLI exits with code 2."""
+"""User-facing errors: one line, names the file/row/field and what to do; the CLI exits with code 2.
 
+The classes live in the foundation layer (`tunewise.foundation`); this module keeps their usual name."""
 
-class UserError(Exception):
-    """A mistake in the user's input or configuration (not a bug in tunewise)."""
+from tunewise.foundation import CapabilityError, UserError
 
-
-class CapabilityError(UserError):
-    """A strategy needs something the chosen backend does not offer."""
+__all__ = ["CapabilityError", "UserError"]

@@ -26,8 +26,8 @@ def _load_all() -> None:
     if _loaded:
         return
     _loaded = True
-    import tunewise.strategies as pkg
-
+    # Discovery is dynamic, as for entry-point plugins: strategies import the registry, never the reverse.
+    pkg = importlib.import_module("tunewise.strategies")
     for info in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + "."):
         if not info.name.rsplit(".", 1)[-1].startswith("_"):
             importlib.import_module(info.name)

@@ -1,10 +1,11 @@
 """k-fold cross-validation and Optuna hyper-parameter search for one strategy of an experiment config.
 
-Both reuse the experiment's pieces (task loading, backends, strategies, metrics) and store nothing: they
-answer "how stable is this score?" and "which settings are best?" before a full `tunewise run`. Neither
-touches the test split: cross-validation folds train+validation; the search fits on train and scores on
-validation. Early stopping still works as in a run, on a small inner split of the fitting data, so it never
-sees the examples being scored.
+Both go through the run API (`tunewise.runs.Session`: the config resolved once, the task loaded once,
+the backend loaded once for every fold and trial) and store nothing: they answer "how stable is this
+score?" and "which settings are best?" before a full `tunewise run`. Neither touches the test split:
+cross-validation folds train+validation; the search fits on train and scores on validation. Early
+stopping still works as in a run, on a small inner split of the fitting data, so it never sees the
+examples being scored.
 """
 
 from __future__ import annotations
@@ -17,13 +18,12 @@ from typing import Any
 
 import numpy as np
 import yaml
-from pydantic import ValidationError
 
-from tunewise.config import ExperimentConfig, format_validation_error
-from tunewise.data import Example, Task, load_task
+from tunewise.config import ExperimentConfig
+from tunewise.data import Example, Task
 from tunewise.errors import UserError
-from tunewise.registry import get_strategy, strategy_config
-from tunewise.strategies.base import FitContext
+from tunewise.registry import get_strategy
+from tunewise.runs import Session
 
 # Used when `search` gets no space: each key applies only to strategies that have that option.
 DEFAULT_SPACE: dict[str, dict[str, Any]] = {
@@ -48,35 +48,21 @@ def _entry(config: ExperimentConfig, strategy_id: str) -> dict[str, Any]:
     return {"name": strategy_id}
 
 
-def _build(entry: dict[str, Any], where: str):
-    try:
-        cfg = strategy_config(entry)
-    except ValidationError as err:
-        raise UserError(format_validation_error(err, where)) from None
-    except ValueError as err:
-        raise UserError(f"{where}: {err}") from None
-    return get_strategy(cfg.name)(cfg)
+def _ready(session: Session, strategy) -> None:
+    """Fail before the first fold or trial: the task's kind, the backend (loaded here, once) and its
+    capabilities."""
+    session.check(strategy)
+    session.backend_for(strategy)
 
 
-def _backend(config: ExperimentConfig, strategy, task: Task):
-    from tunewise.backends import load_backend
-
-    if task.kind not in strategy.task_kinds:
-        raise UserError(f"'{strategy.name}' works on {', '.join(strategy.task_kinds)} tasks, not {task.kind}")
-    kind = strategy.backend_kind
-    backend = load_backend(config.model if kind == "causal" else config.encoder, kind, config.device)
-    backend.require(strategy.config.id, kind, strategy.needs)
-    return backend
-
-
-def _fit_and_score(strategy, backend, fit_task: Task, held_out: list[Example], seed: int) -> tuple[float, str]:
+def _fit_and_score(session: Session, strategy, fit_task: Task, held_out: list[Example]) -> tuple[float, str]:
     """Fit on `fit_task`, predict `held_out`; (primary metric, its name). Artifacts go to a temp folder."""
     from tunewise.evaluation.metrics import evaluate
 
     with tempfile.TemporaryDirectory(prefix="tunewise-tune-") as tmp:
-        predictor = strategy.fit(backend, fit_task, FitContext(artifact_dir=Path(tmp), seed=seed))
+        predictor = session.fit(strategy, fit_task, Path(tmp))
         outputs = [p.output for p in predictor.predict(held_out)]
-    metrics = evaluate(fit_task, held_out, outputs, seed=seed, n_boot=1)
+    metrics = evaluate(fit_task, held_out, outputs, seed=session.seed, n_boot=1)
     return float(metrics[metrics["primary"]]["value"]), metrics["primary"]
 
 
@@ -105,17 +91,18 @@ def cross_validate(config: ExperimentConfig, strategy_id: str, k: int = 5,
     """Train on k-1 folds of train+validation, score the held-out fold; mean ± std of the primary metric."""
     if k < 2:
         raise UserError(f"--k {k}: cross-validation needs at least 2 folds")
-    task = load_task(config.task, seed=config.seed)
+    session = Session(config, announce=False)  # stdout stays the result (--json)
+    task = session.task()
     pool = task.train + task.validation
     if len(pool) < k:
         raise UserError(f"--k {k}: only {len(pool)} train+validation examples; use fewer folds")
-    strategy = _build(_entry(config, strategy_id), f"strategies.{strategy_id}")
-    backend = _backend(config, strategy, task)
+    strategy = session.strategy(_entry(config, strategy_id), f"strategies.{strategy_id}")
+    _ready(session, strategy)
     scores, metric = [], ""
     for i, (train_idx, held_idx) in enumerate(folds(pool, task.kind, k, config.seed)):
         held = [pool[j] for j in held_idx]
         fold_task = _fitting_task(task, [pool[j] for j in train_idx], held, config.seed)
-        score, metric = _fit_and_score(strategy, backend, fold_task, held, config.seed)
+        score, metric = _fit_and_score(session, strategy, fold_task, held)
         scores.append(score)
         if on_fold:
             on_fold(i, score)
@@ -195,21 +182,22 @@ def search(config: ExperimentConfig, strategy_id: str, n_trials: int = 20, space
     if n_trials < 1:
         raise UserError(f"--trials {n_trials}: give at least 1 trial")
     optuna = _optuna()
-    task = load_task(config.task, seed=config.seed)
+    session = Session(config, announce=False)  # stdout stays the result (--json)
+    task = session.task()
     if not task.validation:
         raise UserError("the task has no validation split to score trials on; set task.validation_size > 0")
     entry = _entry(config, strategy_id)
     cls = get_strategy(entry["name"])
     space = check_space(space, cls)
-    backend = _backend(config, _build(entry, f"strategies.{strategy_id}"), task)
+    _ready(session, session.strategy(entry, f"strategies.{strategy_id}"))
     fit_task = _fitting_task(task, task.train, [], config.seed)
     metric = ""
 
     def objective(trial) -> float:
         nonlocal metric
         params = {key: _suggest(trial, key, spec) for key, spec in space.items()}
-        strategy = _build({**entry, **params}, f"trial {trial.number}")
-        value, metric = _fit_and_score(strategy, backend, fit_task, task.validation, config.seed)
+        strategy = session.strategy({**entry, **params}, f"trial {trial.number}")
+        value, metric = _fit_and_score(session, strategy, fit_task, task.validation)
         if on_trial:
             on_trial({"number": trial.number, "params": params, "value": value})
         return value

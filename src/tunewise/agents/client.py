@@ -47,7 +47,7 @@ from autogen_core.models import (
 from autogen_core.tools import Tool, ToolSchema
 
 from tunewise.agents.toolcall import ToolSpec, parse_tool_calls, tools_prompt
-from tunewise.backends.context import Limit, backend_context, fit_messages
+from tunewise.backends.context import Limit, fit_messages
 
 _LOCKS: weakref.WeakKeyDictionary[Any, threading.Lock] = weakref.WeakKeyDictionary()
 _LOCKS_GUARD = threading.Lock()
@@ -280,4 +280,4 @@ class TunewiseChatClient(ChatCompletionClient):
 
 
 def _context_window(backend) -> int:
-    return backend_context(backend) or 8192  # unknown (fake, API without a declared window): a common size
+    return backend.context_window or 8192  # APIs and fakes do not say: a common window of chat models

@@ -17,8 +17,8 @@ from urllib.parse import parse_qsl
 
 from pydantic import Field, ValidationError, field_validator
 
-from tunewise.config import Strict, format_validation_error
 from tunewise.errors import UserError
+from tunewise.foundation import Strict, format_validation_error
 
 PREFIX = "openai:"
 ENV_PREFIX = "TUNEWISE_OPENAI_"

@@ -1,11 +1,13 @@
 """Inputs longer than a model can take: the one policy every path applies (label scoring, generation,
 chains, agents, training, distillation, serving, API models), and the token budget of a batch.
 
-Limits. A model takes `model_context` tokens in all, prompt and answer: its config's
-`max_position_embeddings` (or the field its architecture uses), the tokenizer's `model_max_length` when
-that is a real number (tokenizers without one report 1e30), less the virtual tokens of a prompt-learning
-adapter; an API model's declared `context_window`. The task may cap the prompt further with
-`task.max_input_tokens`. The room for the answer (the longest label, or `max_new_tokens`) is kept free.
+Limits. A model takes `backend.context_window` tokens in all, prompt and answer (the backend contract,
+backends/base.py): for local weights `model_context` reads its config's `max_position_embeddings` (or the
+field its architecture uses) and the tokenizer's `model_max_length` when that is a real number (tokenizers
+without one report 1e30), less the virtual tokens of a prompt-learning adapter; an API model declares it
+(`context_window` setting); None (fakes, undeclared APIs) checks nothing. The task may cap the prompt
+further with `task.max_input_tokens`. The room for the answer (the longest label, or `max_new_tokens`) is
+kept free.
 
 Policy (`task.long_inputs`). `truncate` (default): the end of the example's OWN text is cut until the
 whole prompt fits; the instruction, the demonstrations and the answer slot are never cut (an instruction
@@ -44,8 +46,9 @@ class InputTooLong(UserError):
 
 
 def model_context(model: Any = None, tokenizer: Any = None, config: Any = None) -> int | None:
-    """Tokens the model takes in all (prompt + answer); None when neither model (or its config) nor
-    tokenizer says."""
+    """Tokens a local model takes in all (prompt + answer); None when neither model (or its config) nor
+    tokenizer says. What local backends return as `context_window`; `longest_inputs` reads it from the
+    config and tokenizer alone."""
     config = config if config is not None else getattr(model, "config", None)
     found = [v for v in (getattr(config, key, None) for key in _POSITION_FIELDS) if isinstance(v, int) and v > 0]
     limits = found[:1]
@@ -55,14 +58,6 @@ def model_context(model: Any = None, tokenizer: Any = None, config: Any = None) 
     if not limits:
         return None
     return min(limits) - int(getattr(model, "n_virtual", 0) or 0)  # prompt-learning virtual tokens
-
-
-def backend_context(backend: Any) -> int | None:
-    """The context of a backend's model: declared (API models), else read from its model and tokenizer."""
-    declared = getattr(backend, "context_window", None)
-    if isinstance(declared, int) and declared > 0:
-        return declared
-    return model_context(getattr(backend, "model", None), getattr(backend, "tokenizer", None))
 
 
 @dataclass(frozen=True)

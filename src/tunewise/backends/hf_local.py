@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import Callable, Sequence
 
@@ -10,9 +9,9 @@ import numpy as np
 import torch
 
 from tunewise.backends import embedded
-from tunewise.backends.base import Backend, Capabilities
-from tunewise.backends.context import BATCH_TOKENS, PREFILL_CHUNK, backend_context, check_prompt, token_batches
-from tunewise.backends.scoring import score_continuations
+from tunewise.backends.base import Capabilities, CausalBackend, EncoderBackend
+from tunewise.backends.context import BATCH_TOKENS, PREFILL_CHUNK, check_prompt, model_context, token_batches
+from tunewise.backends.scoring import cache_kwarg, score_continuations
 from tunewise.errors import UserError
 
 Messages = list[dict[str, str]]
@@ -45,7 +44,7 @@ def _load(loader: Callable, name: str, **kwargs):
             f"embedded name ({', '.join(embedded.EMBEDDED)}), or a Hugging Face name while online") from None
 
 
-class CausalLMBackend(Backend):
+class CausalLMBackend(CausalBackend):
     """A causal LM: label scoring by log-likelihood, generation, and a trainable copy for fine-tuning."""
 
     max_batch_tokens = BATCH_TOKENS  # rows x padded prompt tokens per forward pass (see backends/context.py)
@@ -56,14 +55,13 @@ class CausalLMBackend(Backend):
         self.name = name
         self.device = pick_device(device)
         self.dtype = _dtype_for(self.device)
-        self.capabilities = Capabilities(kind="causal", can_train=True, supports_logprobs=True)
+        self.capabilities = Capabilities(kind="causal", can_train=True, supports_logprobs=True, local_weights=True)
         self.tokenizer = tokenizer or _load(AutoTokenizer.from_pretrained, name)
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model = model if model is not None else self.fresh_model()
         self.model.eval()
-        self._cache_kw = "cache" if "cache" in inspect.signature(self.model.forward).parameters \
-            else "past_key_values"
+        self._cache_kw = cache_kwarg(self.model)
 
     def fresh_model(self):
         """A new copy of the base weights (fine-tuning must never touch the shared model)."""
@@ -82,6 +80,11 @@ class CausalLMBackend(Backend):
         if self.device.type == "cuda":
             return torch.cuda.max_memory_allocated(self.device) / 2**20
         return None
+
+    @property
+    def context_window(self) -> int | None:
+        # the config's positions and the tokenizer's limit, less a prompt-learning model's virtual tokens
+        return model_context(self.model, self.tokenizer)
 
     # --- prompt formatting -------------------------------------------------------------------
     @property
@@ -137,7 +140,7 @@ class CausalLMBackend(Backend):
         head, conts = self.encode(prefix), [self.encode(c) for c in continuations]
         rows = [self.encode(s) for s in suffixes]
         if rows:
-            check_prompt(len(head) + max(map(len, rows)), backend_context(self), max(map(len, conts), default=0))
+            check_prompt(len(head) + max(map(len, rows)), self.context_window, max(map(len, conts), default=0))
         return score_continuations(
             self.model, head, rows, conts, batch_size=batch_size, cache_kw=self._cache_kw, on_batch=on_batch,
             max_batch_tokens=self.max_batch_tokens)
@@ -159,7 +162,7 @@ class CausalLMBackend(Backend):
         sampling = temperature > 0
         results: list[list[tuple[str, int]]] = []
         lengths = [len(self.encode(p)) for p in prompts]
-        context = backend_context(self)
+        context = self.context_window
         for group in token_batches(lengths, batch_size, self.max_batch_tokens, n if sampling else 1):
             check_prompt(max(lengths[i] for i in group), context, max_new_tokens)
             batch = [prompts[i] for i in group]
@@ -186,7 +189,7 @@ class CausalLMBackend(Backend):
         return results
 
 
-class EncoderBackend(Backend):
+class HFEncoderBackend(EncoderBackend):
     """A bidirectional encoder (BERT-like) for classification heads and sentence embeddings."""
 
     def __init__(self, name: str, device: str = "auto"):
@@ -194,9 +197,20 @@ class EncoderBackend(Backend):
 
         self.name = name
         self.device = pick_device(device)
-        self.capabilities = Capabilities(kind="encoder", can_train=True, supports_logprobs=False)
+        self.capabilities = Capabilities(kind="encoder", can_train=True, supports_logprobs=False, local_weights=True)
         self.path = embedded.resolve(name)
         self.tokenizer = _load(AutoTokenizer.from_pretrained, name)
+        self._encoder = None  # the bare encoder for embed(), loaded on first use
+        self._context: int | None = None
+
+    @property
+    def context_window(self) -> int | None:
+        """The encoder's positions (its config) and its tokenizer's limit, in tokens; read once, no weights."""
+        if self._context is None:
+            from transformers import AutoConfig
+
+            self._context = model_context(tokenizer=self.tokenizer, config=_load(AutoConfig.from_pretrained, self.name))
+        return self._context
 
     def classifier(self, labels: Sequence[str]):
         """A fresh sequence classifier over the encoder's weights, with a new head for `labels`."""
@@ -213,7 +227,7 @@ class EncoderBackend(Backend):
         """Mean-pooled, L2-normalised sentence embeddings (as sentence-transformers computes them)."""
         from transformers import AutoModel
 
-        if not hasattr(self, "_encoder"):
+        if self._encoder is None:
             self._encoder = _load(AutoModel.from_pretrained, self.name).to(self.device).eval()
         chunks = []
         for start in range(0, len(texts), batch_size):

@@ -23,7 +23,7 @@ import numpy as np
 from tunewise.backends import _api_text as txt
 from tunewise.backends._api_cache import ResponseCache, request_key
 from tunewise.backends._api_settings import PREFIX, ApiSettings, cache_folder, parse_model_name, read_key
-from tunewise.backends.base import Backend, Capabilities
+from tunewise.backends.base import Capabilities, CausalBackend
 from tunewise.errors import CapabilityError, UserError
 
 OPENAI_URL = "https://api.openai.com/v1"
@@ -33,8 +33,8 @@ class ApiRequestError(RuntimeError):
     """The server rejected a request (400/422): a parameter it does not support, a prompt too long, ..."""
 
 
-class OpenAIBackend(Backend):
-    model = None  # no local weights
+class OpenAIBackend(CausalBackend):
+    """No local weights (`model` is None); `with_model(name)` switches to another model of the same server."""
 
     def __init__(self, remote: str, settings: ApiSettings, client=None, cache: ResponseCache | None = None):
         self.remote, self.settings = remote, settings
@@ -50,7 +50,7 @@ class OpenAIBackend(Backend):
         chat = settings.mode == "chat"
         logprobs = self._probe() if settings.logprobs == "auto" else settings.logprobs
         self.capabilities = Capabilities(kind="causal", can_train=False, supports_logprobs=logprobs,
-                                         needs_key=True)
+                                         needs_key=True, finetune_api=True)
         self._eot, self._answer = ("", "") if chat else ("\n", " ")
 
     @property

@@ -14,12 +14,19 @@ time through the KV cache (chunked prefill), and only the last position's logits
 from __future__ import annotations
 
 import copy
+import inspect
 from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 
 from tunewise.backends.context import BATCH_TOKENS, PREFILL_CHUNK, token_batches
+
+
+def cache_kwarg(model) -> str:
+    """The name under which `model.forward` takes a KV cache: "cache" (newer transformers models) or
+    "past_key_values"."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
 def _forward(model, cache_kw: str, **kwargs):
@@ -33,8 +40,6 @@ def _forward(model, cache_kw: str, **kwargs):
 def keeps_logits(model) -> bool:
     """Whether the (innermost) model's forward takes `logits_to_keep`: then only the last position's logits
     are computed, not width x vocabulary of them. Wrappers (PEFT, virtual tokens) pass it through."""
-    import inspect
-
     inner = model
     for _ in range(4):
         nxt = getattr(inner, "base", None) or (inner.get_base_model() if hasattr(inner, "get_base_model") else None)
@@ -55,6 +60,16 @@ def _prefill(model, cache_kw: str, ids, mask, pos, cache, chunk: int, keep_last:
         logits, cache = _forward(model, cache_kw, input_ids=ids[:, c0:c1], attention_mask=mask[:, :past + c1],
                                  position_ids=pos[:, c0:c1], cache=cache, **extra)
     return logits[:, -1], cache
+
+
+def _prefix_state(model, cache_kw: str, prefix: Sequence[int], device, chunk: int, keep_last: bool):
+    """(last position's logits (1, vocab), KV cache) of the shared prefix, prefilled `chunk` tokens at a time;
+    (None, None) without a prefix."""
+    if not prefix:
+        return None, None
+    ids = torch.tensor([list(prefix)], device=device)
+    return _prefill(model, cache_kw, ids, torch.ones_like(ids), torch.arange(len(prefix), device=device)[None],
+                    None, chunk, keep_last)
 
 
 @torch.no_grad()
@@ -80,13 +95,9 @@ def score_continuations(
     if any(len(c) == 0 for c in continuations):
         raise ValueError("every continuation needs at least one token")
     scores = np.zeros((len(suffixes), n_cont), dtype=np.float64)
-    prefix_cache, prefix_logits = None, None
     p_len = len(prefix)
-    if prefix:
-        ids = torch.tensor([list(prefix)], device=device)
-        prefix_logits, prefix_cache = _prefill(model, cache_kw, ids, torch.ones_like(ids),
-                                               torch.arange(p_len, device=device)[None], None,
-                                               max(1, min(prefill_chunk, max_batch_tokens)), keep_last)
+    prefix_logits, prefix_cache = _prefix_state(model, cache_kw, prefix, device,
+                                                max(1, min(prefill_chunk, max_batch_tokens)), keep_last)
     # Longest first: similar lengths share a batch (dynamic padding), and memory peaks early.
     order = sorted(range(len(suffixes)), key=lambda i: -len(suffixes[i]))
     cont_len = max(len(c) for c in continuations)
@@ -94,14 +105,8 @@ def score_continuations(
     for group in token_batches([len(suffixes[i]) for i in order], batch_size, max_batch_tokens):
         idx = [order[g] for g in group]
         b = len(idx)
-        width = max(len(suffixes[i]) for i in idx)
-        ids = torch.full((b, width), pad_id, dtype=torch.long, device=device)
-        smask = torch.zeros((b, width), dtype=torch.long, device=device)
-        for r, i in enumerate(idx):
-            s = suffixes[i]
-            if s:
-                ids[r, width - len(s):] = torch.tensor(list(s))
-                smask[r, width - len(s):] = 1
+        ids, smask = _left_padded([suffixes[i] for i in idx], pad_id, device)
+        width = ids.shape[1]
         mask = torch.cat([torch.ones((b, p_len), dtype=torch.long, device=device), smask], dim=1)
         cache = None
         if prefix_cache is not None:
@@ -127,6 +132,18 @@ def score_continuations(
         if on_batch:
             on_batch(b)
     return scores
+
+
+def _left_padded(rows: Sequence[Sequence[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids, mask) of shape (len(rows), longest row): each row right-aligned, padding on the left."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long, device=device)
+    mask = torch.zeros((len(rows), width), dtype=torch.long, device=device)
+    for r, row in enumerate(rows):
+        if row:
+            ids[r, width - len(row):] = torch.tensor(list(row))
+            mask[r, width - len(row):] = 1
+    return ids, mask
 
 
 def _packed_continuations(model, cache_kw, cache, past_mask, next_pos, continuations) -> torch.Tensor:

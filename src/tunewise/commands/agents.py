@@ -1,7 +1,7 @@
 """`tunewise agents ...`: agent teams that do tunewise's own work (prompt optimisation) and a writing demo.
 
 Both show the conversation live, one message at a time, and save it as JSON. The logic lives in
-`tunewise.agents.optimize` and `tunewise.agents.write`.
+`tunewise.apps.agents_optimize` and `tunewise.apps.agents_write`.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def optimize_prompt_command(
 ):
     """A prompt engineer proposes instructions, an evaluator tool scores them on the validation split, a
     critic analyses the failures; prints the best instruction and saves the history."""
-    from tunewise.agents.optimize import optimize_prompt
+    from tunewise.apps.agents_optimize import optimize_prompt
 
     result = optimize_prompt(config, rounds=rounds, validation_examples=validation_examples, output=output,
                              on_turn=show_turn)
@@ -68,7 +68,7 @@ def write_command(
     output: Annotated[Path | None, typer.Option(help="JSON file for the conversation (default: runs/).")] = None,
 ):
     """A researcher, a writer and an editor write about TOPIC; the conversation is shown live and saved."""
-    from tunewise.agents.write import write
+    from tunewise.apps.agents_write import write
 
     result = write(topic, model=model, device=device, rounds=rounds, max_new_tokens=max_tokens, output=output,
                    human_turns=human_turn or (), on_turn=show_turn)

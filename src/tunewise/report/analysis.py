@@ -6,7 +6,6 @@ report, results.csv, `tunewise compare` and the MLflow export all render from.
 
 from __future__ import annotations
 
-import contextlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from tunewise.errors import UserError
 from tunewise.evaluation.compare import calibration, compare_to_best, pairwise_pvalues, separation
 from tunewise.report.cost_model import StrategyCost, break_evens, pareto_front, strategy_cost
 from tunewise.report.recommend import Recommendation, recommend
+from tunewise.store import open_run
 
 CURVE_FILE = "curve.json"
 
@@ -96,25 +96,16 @@ def _sections(config: dict[str, Any], settings: dict[str, Any], source: str
 
 
 def _backend_model(result: dict[str, Any], config: dict[str, Any]) -> str | None:
-    from tunewise.registry import strategies
-
-    cls = strategies().get(result["name"])
-    kind = getattr(cls, "backend_kind", "causal")
-    cfg = next((c for c in config.get("strategies", []) if isinstance(c, dict) and c.get("id") == result["strategy"]),
-               None)
-    if cls is not None and cfg is not None:  # options such as full-finetune's `model` decide the backend
-        with contextlib.suppress(ValueError):
-            kind = cls(cls.Config.model_validate(cfg)).backend_kind
-    return config.get("encoder") if kind == "encoder" else config.get("model")
+    """The model the result ran on, as the store recorded it; stores written before that column existed
+    (migration 002) fall back to the run's causal model."""
+    return result.get("backend_model") or config.get("model")
 
 
 def analyze(run_dir: str | Path, settings: dict[str, Any] | None = None, seed: int | None = None) -> Analysis:
-    from tunewise.experiment import open_run
-
     run_dir = Path(run_dir)
     store, run = open_run(run_dir)
     try:
-        results = store.results(run["id"])
+        results = store.main_results(run["id"])  # the run's own cells; curve cells are in curve.json
         done = [r for r in results if r["status"] == "done"]
         predictions = {r["strategy"]: store.predictions(run["id"], r["strategy"]) for r in done}
         logs = {r["strategy"]: store.train_log(run["id"], r["strategy"]) for r in results}

@@ -2,7 +2,7 @@
 
 Every strategy gets a one-off cost (training) and a cost per query; total cost after N queries is
 `one_off + N * per_query`, so two strategies cross at most once. The prices are configurable
-(`prices:` in the experiment config); the defaults below are dated and meant to be overridden.
+(`prices:` in the experiment config); the dated defaults and the price lookup are in `tunewise.prices`.
 """
 
 from __future__ import annotations
@@ -10,29 +10,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from tunewise.config import ApiPrice, PricesConfig
+from tunewise.prices import API_PREFIXES, PricesConfig, api_price
 from tunewise.report import fmt
-
-# Default list prices in USD per million tokens, as of 2026-11 (OpenAI's public price page).
-# They are *defaults to override*: prices change, and negotiated or batch prices differ. Put your own
-# under `prices: api:` in the experiment config (or the report's --settings file).
-PRICES_AS_OF = "2026-11"
-DEFAULT_API_PRICES: dict[str, dict[str, float | None]] = {
-    "gpt-5": {"input": 1.25, "output": 10.00},
-    "gpt-5-mini": {"input": 0.25, "output": 2.00},
-    "gpt-5-nano": {"input": 0.05, "output": 0.40},
-    "gpt-4.1": {"input": 2.00, "output": 8.00, "training": 25.00, "finetuned_input": 3.00,
-                "finetuned_output": 12.00},
-    "gpt-4.1-mini": {"input": 0.40, "output": 1.60, "training": 5.00, "finetuned_input": 0.80,
-                     "finetuned_output": 3.20},
-    "gpt-4.1-nano": {"input": 0.10, "output": 0.40, "training": 1.50, "finetuned_input": 0.20,
-                     "finetuned_output": 0.80},
-    "gpt-4o": {"input": 2.50, "output": 10.00, "training": 25.00, "finetuned_input": 3.75,
-               "finetuned_output": 15.00},
-    "gpt-4o-mini": {"input": 0.15, "output": 0.60, "training": 3.00, "finetuned_input": 0.30,
-                    "finetuned_output": 1.20},
-}
-_PREFIXES = ("openai:", "openai/", "api:")
 
 
 @dataclass
@@ -64,21 +43,6 @@ class StrategyCost:
         return asdict(self)
 
 
-def api_price(model: str, table: dict[str, ApiPrice]) -> tuple[str, ApiPrice, bool] | None:
-    """(name, price, is_fine_tuned) for an API model name, matching dated snapshots and `ft:` names
-    (`gpt-4o-mini-2024-07-18`, `ft:gpt-4o-mini-2024-07-18:org::id`) to their base entry; None for local models."""
-    name = model.lower().strip().split("?", 1)[0]  # 'openai:MODEL?base_url=...' names an API backend
-    for prefix in _PREFIXES:
-        name = name.removeprefix(prefix)
-    tuned = name.startswith("ft:")
-    name = name.removeprefix("ft:")
-    for key in sorted(table, key=len, reverse=True):  # 'gpt-4o-mini' before 'gpt-4o'
-        k = key.lower()
-        if name == k or name.startswith(k + "-") or name.startswith(k + ":"):
-            return key, table[key], tuned
-    return None
-
-
 def hourly_price(prices: PricesConfig, gpu: bool) -> tuple[float, str]:
     """USD per hour of the local hardware, electricity included when priced."""
     base = prices.gpu_per_hour if gpu else prices.cpu_per_hour
@@ -99,7 +63,7 @@ def strategy_cost(result: dict[str, Any], model: str | None, prices: PricesConfi
     train_s, sec = cost.get("train_seconds") or 0.0, cost.get("seconds_per_example") or 0.0
     api = api_price(model, prices.api) if model else None
     notes: list[str] = []
-    if api is None and model and model.lower().startswith(_PREFIXES):  # an API model missing from the table
+    if api is None and model and model.lower().startswith(API_PREFIXES):  # an API model missing from the table
         name = model.split("?", 1)[0]
         notes.append(f"no price for {name}: add it under prices: api: in the config")
         return StrategyCost(strategy=result["strategy"], family=result["family"], quality=q["value"],

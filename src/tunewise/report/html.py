@@ -14,9 +14,9 @@ from typing import Any
 import yaml
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from tunewise.prices import PRICES_AS_OF, api_price
 from tunewise.report import figures, fmt
 from tunewise.report.analysis import Analysis, analyze, disagreements, load_settings
-from tunewise.report.cost_model import PRICES_AS_OF, api_price
 from tunewise.report.recommend import forgetting_text
 
 TEMPLATES = Path(__file__).parent / "templates"

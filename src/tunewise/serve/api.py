@@ -24,7 +24,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
 
-from tunewise.backends.context import Limit, backend_context, fit_messages
+from tunewise.backends.context import Limit, fit_messages
 from tunewise.serve import lm, sse
 from tunewise.serve.errors import ApiError, context_length_exceeded, error_body, json_object, refuse_cut
 from tunewise.serve.hub import Entry, ModelHub
@@ -53,7 +53,7 @@ def _usage(prompt: int, completion: int) -> dict[str, int]:
 
 
 def _fits(entry: Entry, prompt_tokens: int, max_tokens: int) -> None:
-    limit = backend_context(entry.backend)
+    limit = entry.backend.context_window
     if limit and prompt_tokens + max_tokens > limit:
         raise context_length_exceeded(prompt_tokens + max_tokens, limit, "messages",
                                       f"the prompt has {prompt_tokens} and max_tokens asks for {max_tokens} more")
@@ -62,7 +62,7 @@ def _fits(entry: Entry, prompt_tokens: int, max_tokens: int) -> None:
 def _fit_chat(hub: ModelHub, entry: Entry, messages: list[dict[str, str]], prompt: str, req: ChatRequest) -> str:
     """With truncation: auto, a conversation over the context loses its oldest turns, then the end of its
     longest message (backends/context.py), so that the reply fits."""
-    limit = backend_context(entry.backend)
+    limit = entry.backend.context_window
     if req.truncation != "auto" or not limit or hub.count(prompt) + req.limit() <= limit:
         return prompt
     return fit_messages(hub.counter, messages, lambda m: entry.backend.render(m, add_generation_prompt=True),

@@ -9,7 +9,7 @@ import time
 import uuid
 from typing import Any
 
-from tunewise.backends.context import backend_context, cut_text
+from tunewise.backends.context import cut_text
 from tunewise.serve import lm, sse
 from tunewise.serve.errors import ApiError, context_length_exceeded, refuse_cut
 from tunewise.serve.schemas import CompletionRequest
@@ -60,7 +60,7 @@ async def complete(hub, req: CompletionRequest) -> Any:
         raise ApiError(400, "max_tokens: 0 is allowed only with echo: true (scoring the prompt)", "max_tokens")
     params = lm.Params(req.max_tokens, 1.0 if req.temperature is None else req.temperature, req.top_p or 1.0,
                        tuple(req.stop or ()), req.n, req.logprobs, req.seed)
-    limit = backend_context(entry.backend)
+    limit = entry.backend.context_window
     if limit and req.truncation == "auto":  # keep the END of a long prompt, where it continues (as vLLM does)
         prompts = [cut_text(hub.counter, p, max(limit - req.max_tokens, 1), keep="end") for p in prompts]
     counts = [hub.count(p) for p in prompts]

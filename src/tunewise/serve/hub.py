@@ -4,10 +4,11 @@ base model.
 Each finished strategy becomes a model named by its id. LoRA adapters (strategies/<id>/adapter in PEFT
 format) are loaded into one PeftModel over the shared base weights (`load_adapter`) and switched per
 request (`set_adapter`); prompting strategies run on the same weights with the adapters switched off;
-other artifacts (encoder classifiers, whole models, prompt-learning adapters) load through the
-strategy's own `load()`. The base model itself and the `ft:` models trained by the jobs endpoints are
-served as raw language models (chat templates, sampling, log-probabilities). All model work runs on
-one thread (`ModelWorker`), which serialises adapter switches and batches concurrent requests.
+other artifacts (encoder classifiers, whole models, prompt-learning adapters) come from the run API
+(`Run.predictor`: the strategy's saved fit, reloaded). The base model itself and the `ft:` models trained
+by the jobs endpoints are served as raw language models (chat templates, sampling, log-probabilities).
+All model work runs on one thread (`ModelWorker`), which serialises adapter switches and batches
+concurrent requests. Nothing here parses a config or loads a model: the run API does.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import copy
 import dataclasses
 import json
 import re
-import tempfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future
@@ -28,6 +28,7 @@ from typing import Any
 from tunewise.backends.context import token_batches
 from tunewise.data import Example
 from tunewise.errors import UserError
+from tunewise.foundation import base_id  # the name the base model is served under
 from tunewise.serve import lm
 from tunewise.serve.errors import not_found
 from tunewise.serve.worker import ModelWorker
@@ -49,11 +50,6 @@ class Entry:
                 "tunewise": {"kind": self.kind, **self.info, **({"labels": self.labels} if self.labels else {})}}
 
 
-def base_id(model: str) -> str:
-    """The name the base model is served under: the model name, or a local folder's name."""
-    return Path(model).name if "/" in model or "\\" in model else model
-
-
 def _is_lora(path: Path) -> bool:
     config = path / "adapter_config.json"
     return config.is_file() and json.loads(config.read_text(encoding="utf-8")).get("peft_type") == "LORA"
@@ -62,32 +58,30 @@ def _is_lora(path: Path) -> bool:
 class ModelHub:
     def __init__(self, run_dir: str | Path, strategies: list[str] | None = None, device: str = "auto",
                  log=print):
-        from tunewise.backends import load_backend
-        from tunewise.config import parse_config
-        from tunewise.data import load_task
-        from tunewise.experiment import open_run
+        from tunewise.runs import Run
 
-        store, run = open_run(run_dir)
+        # the run API resolves the config, loads the task and the backends, and rebuilds each predictor
+        self.run = Run.open(run_dir, device=device, announce=False)
         try:
-            results = {r["strategy"]: r for r in store.results(run["id"])}
+            results = {r["strategy"]: r for r in self.run.store.results(self.run.id)}
+            self.run_dir, self.run_id, self.log = Path(run_dir), self.run.id, log
+            # Served strategies cut a too-long input and say so in its trace; each request then decides
+            # (`truncation`): a 400 context_length_exceeded, or the answer on the cut input (serve/errors.py).
+            self.config = self.run.config
+            self.task = dataclasses.replace(self.run.task(), long_inputs="truncate")
+            selected = [self.run.cell(c.id) for c in self._select(strategies, results)]
+            kinds = {cell.id: self.run.backend_kind(cell) for cell in selected}  # as the store recorded it
         finally:
-            store.close()
-        self.run_dir, self.run_id, self.log = Path(run_dir), run["id"], log
-        self.config = parse_config(run["config"], f"{run_dir}/config.yaml")
-        # Served strategies cut a too-long input and say so in its trace; each request then decides
-        # (`truncation`): a 400 context_length_exceeded, or the answer on the cut input (serve/errors.py).
-        self.task = dataclasses.replace(load_task(self.config.task, seed=self.config.seed), long_inputs="truncate")
+            self.run.close()
         self.worker = ModelWorker()
         self.entries: dict[str, Entry] = {}
         self.aliases: dict[str, str] = {}
         self.peft = None
-        selected = self._select(strategies, results)
-        kinds = {self._cls(c)(c).backend_kind for c in selected}  # the instance: options may change it
         self.causal = self.encoder = None
-        if "causal" in kinds or strategies is None:
-            self.causal = load_backend(self.config.model, "causal", device)
-        if "encoder" in kinds:
-            self.encoder = load_backend(self.config.encoder, "encoder", device)
+        if "causal" in kinds.values() or strategies is None:
+            self.causal = self.run.backend("causal")
+        if "encoder" in kinds.values():
+            self.encoder = self.run.backend("encoder")
         self.base_id = base_id(self.config.model)
         if self.local:
             self.entries[self.base_id] = Entry(self.base_id, "base", backend=self.causal,
@@ -96,18 +90,12 @@ class ModelHub:
             # HF fast tokenizers mutate their padding state per call: one thread, one tokenizer. The model
             # thread keeps the backend's; requests count tokens on the event loop with this copy.
             self._counter = copy.deepcopy(self.causal.tokenizer)
-        for cfg in selected:
-            self._add_strategy(cfg)
+        for cell in selected:
+            self._add_strategy(cell, results[cell.id], kinds[cell.id])
 
     @property
     def local(self) -> bool:
-        return self.causal is not None and hasattr(self.causal, "tokenizer") and self.causal.model is not None
-
-    @staticmethod
-    def _cls(cfg):
-        from tunewise.registry import get_strategy
-
-        return get_strategy(cfg.name)
+        return self.causal is not None and self.causal.capabilities.local_weights
 
     def _select(self, wanted: list[str] | None, results: dict[str, dict]) -> list:
         configs = {c.id: c for c in self.config.strategies}
@@ -126,31 +114,23 @@ class ModelHub:
                                 f"`tunewise run --resume {self.run_dir}`")
         return [configs[sid] for sid in wanted]
 
-    def _add_strategy(self, cfg) -> None:
-        from tunewise.strategies.base import FitContext
-
-        cls = self._cls(cfg)
-        strategy = cls(cfg)
-        art = self.run_dir / "strategies" / cfg.id
-        backend = self.causal if strategy.backend_kind == "causal" else self.encoder
-        info = {"strategy": cfg.name, "family": cls.family, "task_kind": self.task.kind}
+    def _add_strategy(self, cell, result: dict[str, Any], kind: str) -> None:
+        art = self.run_dir / "strategies" / cell.id
+        info = {"strategy": result["name"], "family": result["family"], "task_kind": self.task.kind}
         labels = list(self.task.labels) if self.task.is_classification else []
-        if self.local and strategy.backend_kind == "causal" and _is_lora(art / "adapter"):
-            name = self._attach(cfg.id, art / "adapter")
+        if self.local and kind == "causal" and _is_lora(art / "adapter"):
+            name = self._attach(cell.id, art / "adapter")
             from tunewise.strategies.finetuning._peft import peft_predictor
 
             predictor = peft_predictor(self.causal, self.task, self.peft)
-            self.entries[cfg.id] = Entry(cfg.id, "strategy", predictor, adapter=name, labels=labels, info=info)
+            self.entries[cell.id] = Entry(cell.id, "strategy", predictor, adapter=name, labels=labels, info=info)
             return
         with self._active(None):
-            predictor = strategy.load(backend, self.task, FitContext(artifact_dir=art, seed=self.config.seed))
-            if predictor is None and cls.family == "prompting":  # prompting fits are instant: redo them
-                with tempfile.TemporaryDirectory() as tmp:
-                    predictor = strategy.fit(backend, self.task, FitContext(Path(tmp), seed=self.config.seed))
+            predictor = self.run.predictor(cell, self.task)  # its saved fit; prompting strategies are fitted again
         if predictor is None:
-            self.log(f"not serving {cfg.id}: no saved artifact in {art}")
+            self.log(f"not serving {cell.id}: no saved artifact in {art}")
             return
-        self.entries[cfg.id] = Entry(cfg.id, "strategy", predictor, labels=labels, info=info)
+        self.entries[cell.id] = Entry(cell.id, "strategy", predictor, labels=labels, info=info)
 
     def _attach(self, model_id: str, path: Path) -> str:
         """Load a LoRA adapter into the shared PeftModel (created over the base weights by the first one)."""

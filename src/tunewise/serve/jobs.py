@@ -54,7 +54,7 @@ class JobService:
         self._lock = threading.RLock()
         # Uploads are checked on request threads while a job may tokenize on the jobs thread: HF fast
         # tokenizers are not safe across threads, so uploads count with their own copy, one at a time.
-        self._counter = copy.deepcopy(backend.tokenizer) if hasattr(backend, "tokenizer") else None
+        self._counter = copy.deepcopy(backend.tokenizer) if backend.capabilities.local_weights else None
         self._count_lock = threading.Lock()
         self._queue: queue.Queue[str] = queue.Queue()
         self._cancelled: set[str] = set()

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from tunewise.backends.context import PREFILL_CHUNK
+from tunewise.backends.scoring import cache_kwarg
 
 
 @dataclass(frozen=True)
@@ -121,11 +122,11 @@ def prompt_logprobs(backend, prompt: str, k: int) -> dict[str, Any]:
     device = next(model.parameters()).device
     tokens = [prompt[s:e] for s, e in spans]
     out = {"tokens": tokens, "token_logprobs": [None], "top_logprobs": [None], "text_offset": [s for s, _ in spans]}
-    cache = None
+    cache, cache_kw = None, cache_kwarg(model)
     for start in range(0, len(ids), PREFILL_CHUNK):  # a chunk at a time: logits are chunk x vocabulary
         end = min(start + PREFILL_CHUNK, len(ids))
         o = model(input_ids=torch.tensor([ids[start:end]], device=device), use_cache=True,
-                  **{getattr(backend, "_cache_kw", "past_key_values"): cache})
+                  **{cache_kw: cache})
         cache = o.get("cache") if "cache" in o else o.get("past_key_values")
         logp = torch.log_softmax(o.logits[0].float(), dim=-1)
         for i in range(start + 1, min(end + 1, len(ids))):  # token i is predicted at position i - 1

@@ -2,6 +2,11 @@
 
 Every prediction is committed as soon as its batch is scored, so a Ctrl-C loses at most one batch;
 a strategy's result row is written only when it is complete, which is what `--resume` checks.
+
+A result is one cell of the run: a strategy at a seed and a training-set size. The run's own cells (the
+config's seed, the full training split) are keyed by the strategy id; other cells by ids such as
+`lora@seed=1` or `lora@n=256`. Each result records the backend model and kind it ran on, so the report
+and the server describe it without rebuilding strategy objects.
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ import sqlite3
 import time
 from pathlib import Path
 from typing import Any
+
+from tunewise.foundation import UserError
 
 MIGRATIONS: list[tuple[str, str]] = [
     ("001_initial", """
@@ -29,7 +36,28 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE TABLE train_log (
             run_id TEXT NOT NULL, strategy TEXT NOT NULL, step INTEGER NOT NULL, record TEXT NOT NULL);
     """),
+    ("002_result_backend_and_cell", """
+        ALTER TABLE results ADD COLUMN backend_model TEXT;
+        ALTER TABLE results ADD COLUMN backend_kind TEXT;
+        ALTER TABLE results ADD COLUMN seed INTEGER;
+        ALTER TABLE results ADD COLUMN train_size INTEGER;
+    """),
 ]
+DB_NAME = "tunewise.db"  # in every run folder
+
+
+def open_run(run_dir: str | Path) -> tuple[Store, dict[str, Any]]:
+    """The store of a run folder and its run row; a one-line UserError when the folder is not a run."""
+    path = Path(run_dir)
+    if not (path / DB_NAME).is_file():
+        raise UserError(f"{path}: not a tunewise run folder (no {DB_NAME}); give the folder `tunewise run` "
+                        "printed")
+    store = Store(path / DB_NAME)
+    run = store.run()
+    if run is None:
+        store.close()
+        raise UserError(f"{path}: the run database holds no run")
+    return store, run
 
 
 class Store:
@@ -74,13 +102,18 @@ class Store:
         return out
 
     # --- results --------------------------------------------------------------------------------
-    def start_result(self, run_id: str, strategy: str, name: str, family: str) -> None:
+    def start_result(self, run_id: str, strategy: str, name: str, family: str, backend_model: str | None = None,
+                     backend_kind: str | None = None, seed: int | None = None, train_size: int | None = None
+                     ) -> None:
+        """Mark a result running; `strategy` is its result id, `train_size` None for the full training split."""
         with self.db:
             self.db.execute(
-                "INSERT INTO results (run_id, strategy, name, family, status, started_at) "
-                "VALUES (?, ?, ?, ?, 'running', ?) ON CONFLICT(run_id, strategy) DO UPDATE SET "
-                "status='running', error=NULL, started_at=excluded.started_at",
-                (run_id, strategy, name, family, time.time()))
+                "INSERT INTO results (run_id, strategy, name, family, status, started_at, backend_model, "
+                "backend_kind, seed, train_size) VALUES (?, ?, ?, ?, 'running', ?, ?, ?, ?, ?) "
+                "ON CONFLICT(run_id, strategy) DO UPDATE SET status='running', error=NULL, "
+                "started_at=excluded.started_at, backend_model=excluded.backend_model, "
+                "backend_kind=excluded.backend_kind, seed=excluded.seed, train_size=excluded.train_size",
+                (run_id, strategy, name, family, time.time(), backend_model, backend_kind, seed, train_size))
 
     def finish_result(self, run_id: str, strategy: str, metrics: dict, cost: dict, artifact: str | None,
                       status: str = "done", error: str | None = None) -> None:
@@ -104,6 +137,12 @@ class Store:
             d["cost"] = json.loads(d["cost"] or "{}")
             out.append(d)
         return out
+
+    def main_results(self, run_id: str) -> list[dict[str, Any]]:
+        """The run's own cells (its seed, the full training split): what the leaderboard and report compare."""
+        run = self.run(run_id)
+        seed = (run or {}).get("config", {}).get("seed", 0)
+        return [r for r in self.results(run_id) if r.get("train_size") is None and r.get("seed") in (None, seed)]
 
     def result_status(self, run_id: str, strategy: str) -> str | None:
         row = self.db.execute("SELECT status FROM results WHERE run_id=? AND strategy=?",

@@ -1,7 +1,10 @@
-"""The strategy interface shared by prompting and fine-tuning (as DSPy's `compile`)."""
+"""The strategy interface shared by prompting and fine-tuning (as DSPy's `compile`), the context a fit
+gets, and `fit_or_load`: the one way a strategy is fitted, or reloaded from its saved artifact."""
 
 from __future__ import annotations
 
+import json
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -10,8 +13,12 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from tunewise.config import Strict
+from tunewise.backends.cache import BackendCache
 from tunewise.data import Example, Task
+from tunewise.foundation import Strict
+from tunewise.prices import PricesConfig
+
+STATS_FILE = "fit.json"  # in a strategy's artifact folder: its fit stats; present = the fit finished
 
 
 class StrategyConfig(Strict):
@@ -49,7 +56,8 @@ class Predictor(ABC):
 
 @dataclass
 class FitContext:
-    """What the experiment hands a strategy: where to save, the seed, and where to report progress."""
+    """What the run hands a strategy: where to save, the seed, where to report progress, the run's backends
+    (other models a strategy needs: a teacher, an optimizer model, an embedder), consent and prices."""
 
     artifact_dir: Path
     seed: int
@@ -57,6 +65,32 @@ class FitContext:
     log: Callable[[dict[str, Any]], None] = lambda record: None  # training curves -> store
     stats: dict[str, Any] = field(default_factory=dict)  # train_tokens, trainable_params, ... -> cost
     on_train_start: Callable[[Any], None] | None = None  # sees the model before training (tests, audits)
+    # (model name, kind) -> backend, each loaded once: the run's cache (a private one outside a run)
+    backends: Callable[[str, str], Any] = field(default_factory=BackendCache)
+    yes: bool = False  # the user agreed to paid steps without being asked (`tunewise run --yes`)
+    prices: PricesConfig = field(default_factory=PricesConfig)  # the run's `prices:` (cost estimates)
+
+    def nested(self, config: StrategyConfig, task: Task, model: str, subdir: str,
+               where: str) -> tuple[Predictor, dict[str, Any]]:
+        """Fit (or reload) another strategy inside this one, on `model` from this context's backends, in
+        artifact_dir/`subdir`: how distillation gets its teacher. Returns (predictor, its stats).
+
+        Raises CapabilityError (naming `where`) when the model lacks what that strategy needs."""
+        from tunewise.registry import get_strategy
+
+        strategy = get_strategy(config.name)(config)
+        backend = self.backends(model, strategy.backend_kind)
+        backend.require(where, strategy.backend_kind, strategy.needs)
+        inner = FitContext(artifact_dir=self.artifact_dir / subdir, seed=self.seed, progress=self.progress,
+                           backends=self.backends, yes=self.yes, prices=self.prices)
+        inner.artifact_dir.mkdir(parents=True, exist_ok=True)
+        predictor, _ = fit_or_load(strategy, backend, task, inner)
+        return predictor, inner.stats
+
+    def save_stats(self) -> None:
+        """Write `stats` to artifact_dir/fit.json (what `fit_or_load` reloads on resume)."""
+        (self.artifact_dir / STATS_FILE).write_text(json.dumps(self.stats, indent=1, default=str),
+                                                    encoding="utf-8")
 
 
 class Strategy(ABC):
@@ -77,3 +111,21 @@ class Strategy(ABC):
     def load(self, backend, task: Task, ctx: FitContext) -> Predictor | None:
         """Rebuild a finished fit from its saved artifact (resume); None when there is nothing to load."""
         return None
+
+
+def fit_or_load(strategy: Strategy, backend, task: Task, ctx: FitContext) -> tuple[Predictor, bool]:
+    """The strategy's predictor: rebuilt by `load()` when artifact_dir holds a finished fit (fit.json), else
+    a new `fit()`, timed into ctx.stats["train_seconds"] (wall seconds) and saved with its stats to fit.json.
+
+    Returns (predictor, fitted_now). A strategy whose `load()` returns None (prompting: nothing to reload)
+    is fitted again."""
+    stats_file = ctx.artifact_dir / STATS_FILE
+    predictor = strategy.load(backend, task, ctx) if stats_file.is_file() else None
+    if predictor is not None:
+        ctx.stats = json.loads(stats_file.read_text(encoding="utf-8"))
+        return predictor, False
+    start = time.perf_counter()
+    predictor = strategy.fit(backend, task, ctx)
+    ctx.stats["train_seconds"] = time.perf_counter() - start
+    ctx.save_stats()
+    return predictor, True

@@ -16,7 +16,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from tunewise.agents.team import TeamSpec, run_teams
-from tunewise.backends.context import backend_context, fit_text, limit_for, name_of
+from tunewise.backends.context import fit_text, limit_for, name_of
 from tunewise.data import Example, Task
 from tunewise.strategies.base import Prediction, Predictor, StrategyConfig
 from tunewise.strategies.prompting._extract import extraction_step, extractor_for
@@ -63,7 +63,7 @@ class TeamPredictor(Predictor):
     def __init__(self, backend, task: Task, build: Build, concurrency: int, answer: str = "auto",
                  answer_from: Sequence[str] | None = None):
         self.backend, self.task, self.build = backend, task, build
-        self.model = getattr(backend, "model", None)
+        self.model = backend.model
         self.concurrency, self.answer_from = concurrency, answer_from
         self.extract = extractor_for(task, answer)
 
@@ -101,7 +101,7 @@ class TeamPredictor(Predictor):
                 ([{"role": "system", "content": r.system}] if r.system else []) + first, add_generation_prompt=True))
                 for r in speakers), default=0)
 
-        limit = limit_for(backend_context(self.backend), self.task, longest)
+        limit = limit_for(self.backend.context_window, self.task, longest)
         text, cut = fit_text(self.backend, limit, name_of(example), example.input, measure)
         return (self.build(dataclasses.replace(example, input=text)) if cut else self.build(example)), cut
 

@@ -19,7 +19,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from tunewise.agents.team import Role, TeamSpec
-from tunewise.config import Strict
+from tunewise.foundation import Strict
 from tunewise.registry import register
 from tunewise.strategies.agents._base import AgentConfig, TeamPredictor, fill, task_message, team_stats
 from tunewise.strategies.base import Strategy

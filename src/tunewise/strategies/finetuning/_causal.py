@@ -6,10 +6,9 @@ from pathlib import Path
 
 from pydantic import Field, field_validator
 
-from tunewise.backends.context import Limit, backend_context, fit_text, limit_for, name_of
+from tunewise.backends.context import Limit, fit_text, limit_for, name_of
 from tunewise.data import Example, Task
 from tunewise.data.splits import cap
-from tunewise.strategies.base import FitContext
 from tunewise.strategies.finetuning._train import TrainConfig
 from tunewise.strategies.prompting._common import system_prompt
 
@@ -21,6 +20,7 @@ class CausalTrainConfig(TrainConfig):
 
     learning_rate: float = Field(1e-3, gt=0, description="Peak learning rate.")
     epochs: float = Field(2.0, gt=0, description="Passes over the training split.")
+    # Read by the run API, which measures forgetting after fit (timed apart from training).
     forgetting: bool = Field(True, description="After training, measure catastrophic forgetting: perplexity "
                              "of the base and the fine-tuned model on a general English reference text.")
     forgetting_max_tokens: int = Field(2048, ge=64, le=65536, description="Reference-text tokens scored for "
@@ -57,7 +57,7 @@ def encode_examples(backend, task: Task, examples: list[Example], max_length: in
     `task.long_inputs: refuse` stops instead (backends/context.py). `stats` gets truncated_train_examples."""
     shared = shared_messages(task) if shared is None else shared
     eot = backend.end_of_turn()
-    context = backend_context(backend)
+    context = backend.context_window
     length = min(max_length, context) if context else max_length
     rows, cut = [], 0
     for ex in examples:
@@ -95,11 +95,3 @@ def collator(backend):
 
     backend.tokenizer.padding_side = "right"
     return DataCollatorForSeq2Seq(backend.tokenizer, padding=True, label_pad_token_id=IGNORE)
-
-
-def finish_causal_fit(backend, model, task: Task, ctx: FitContext, cfg: CausalTrainConfig) -> None:
-    """What every causal-LM fine-tuning strategy does after `train()`: the forgetting score (when on)."""
-    if getattr(cfg, "forgetting", False):
-        from tunewise.evaluation.forgetting import measure_forgetting
-
-        measure_forgetting(backend, model, ctx, cfg)

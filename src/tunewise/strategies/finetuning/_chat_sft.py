@@ -14,7 +14,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tunewise.backends.context import backend_context
 from tunewise.strategies.base import FitContext
 from tunewise.strategies.finetuning._causal import IGNORE
 from tunewise.strategies.finetuning._train import seed_everything, train
@@ -85,7 +84,7 @@ def train_lora_on_chats(backend, conversations: list[list[dict]], validation: li
 
     cfg = LoraConfig(**{"max_length": 512, **hyper, "name": "lora", "id": out_dir.name,
                         "early_stopping_patience": None, "forgetting": False})
-    length = min(cfg.max_length, backend_context(backend) or cfg.max_length)  # never past the model's context
+    length = min(cfg.max_length, backend.context_window or cfg.max_length)  # never past the model's context
     rows = [r for r in (encode_conversation(backend, c, length) for c in conversations) if r]
     eval_rows = [r for r in (encode_conversation(backend, c, length) for c in validation) if r]
     if not rows:

@@ -1,4 +1,5 @@
-"""Encoder + classification head: shared by full fine-tuning and head-only transfer learning."""
+"""The encoder path: an encoder + new classification head, shared by full-finetune, head-only, gradual-unfreeze
+and distill, which differ only in how they prepare the model (and distill in its soft-labelled rows)."""
 
 from __future__ import annotations
 
@@ -8,17 +9,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tunewise.backends.context import Limit, limit_for, model_context, name_of, record, too_long
+from tunewise.backends.context import Limit, limit_for, name_of, record, too_long
 from tunewise.data import Example, Task
 from tunewise.errors import UserError
 from tunewise.strategies.base import FitContext, Prediction, Predictor
 from tunewise.strategies.finetuning._train import TrainConfig, seed_everything, train
 
+# (tokenizer, task, training examples, max_length) -> (training rows, validation rows)
+RowsHook = Callable[[object, Task, list[Example], int], tuple[list[dict], list[dict]]]
 
-def input_limit(model, tokenizer, task: Task | None, max_length: int) -> tuple[Limit, Limit]:
-    """(what the policy guards: the encoder's context and task.max_input_tokens; what inputs are cut to: that,
-    or the strategy's max_length when smaller). Cutting to max_length is counted, never refused."""
-    policy = limit_for(model_context(model, tokenizer), task)
+
+def input_limit(context: int | None, task: Task | None, max_length: int) -> tuple[Limit, Limit]:
+    """(what the policy guards: the encoder's `context_window` in tokens and task.max_input_tokens; what inputs
+    are cut to: that, or the strategy's max_length when smaller). Cutting to max_length is counted, never
+    refused."""
+    policy = limit_for(context, task)
     if policy.tokens is not None and policy.tokens <= max_length:
         return policy, policy
     return policy, Limit(max_length, policy.policy, f"the strategy's max_length = {max_length}")
@@ -33,19 +38,23 @@ def token_lengths(tokenizer, examples: Sequence[Example], policy: Limit) -> list
     return lengths
 
 
-def count_cut(model, tokenizer, task: Task, examples: Sequence[Example], max_length: int) -> tuple[int, int]:
+def count_cut(context: int | None, tokenizer, task: Task, examples: Sequence[Example], max_length: int
+              ) -> tuple[int, int]:
     """(the length training inputs are cut to, how many of `examples` are longer) for `ctx.stats`."""
-    policy, cut = input_limit(model, tokenizer, task, max_length)
+    policy, cut = input_limit(context, task, max_length)
     return cut.tokens or max_length, sum(n > (cut.tokens or max_length)
                                          for n in token_lengths(tokenizer, examples, policy))
 
 
 class EncoderPredictor(Predictor):
+    """Class probabilities of a sequence classifier; inputs longer than `max_length` or the encoder's
+    `context` (its backend's `context_window`, tokens) are cut and counted, or refused under task.long_inputs."""
+
     def __init__(self, model, tokenizer, labels: list[str], max_length: int, batch_size: int = 32,
-                 task: Task | None = None):
+                 task: Task | None = None, context: int | None = None):
         self.model, self.tokenizer, self.labels = model.eval(), tokenizer, labels
         self.batch_size = batch_size
-        self.policy, self.cut = input_limit(model, tokenizer, task, max_length)
+        self.policy, self.cut = input_limit(context, task, max_length)
         self.max_length = self.cut.tokens or max_length
 
     @torch.no_grad()
@@ -79,33 +88,49 @@ def encode_rows(tokenizer, examples: list[Example], labels: list[str], max_lengt
             for ids, mask, e in zip(enc["input_ids"], enc["attention_mask"], examples, strict=True)]
 
 
-def freeze_body(model) -> None:
-    """Transfer learning: freeze the pretrained body; the head (and pooler) stay trainable."""
+def freeze_body(model):
+    """Transfer learning: freeze the pretrained body; the head (and pooler) stay trainable. Returns `model`."""
     body = getattr(model, model.base_model_prefix, None)
     if body is None:
         raise UserError(f"cannot find the body of {type(model).__name__} to freeze")
     for name, p in body.named_parameters():
         p.requires_grad = name.startswith("pooler.")
+    return model
 
 
-def fit_classifier(backend, task: Task, ctx: FitContext, cfg: TrainConfig, frozen_body: bool) -> Predictor:
+def labelled_rows(tokenizer, task: Task, examples: list[Example], max_length: int) -> tuple[list[dict], list[dict]]:
+    """(training rows, validation rows) with the gold label of each example."""
+    return (encode_rows(tokenizer, examples, task.labels, max_length),
+            encode_rows(tokenizer, task.validation, task.labels, max_length))
+
+
+def fit_classifier(backend, task: Task, ctx: FitContext, cfg: TrainConfig, prepare: Callable | None = None, *,
+                   callbacks: list | None = None, rows: RowsHook | None = None, collator=None,
+                   trainer_cls=None) -> EncoderPredictor:
+    """The one encoder path: training split -> rows -> new classifier -> `prepare` -> train -> save -> predictor.
+
+    `prepare(model) -> model` freezes or schedules parts (it may add to `callbacks`); `rows` replaces the
+    gold-labelled rows (distillation's soft labels, which need their own `collator` and `trainer_cls`).
+    """
     from transformers import DataCollatorWithPadding
 
     from tunewise.strategies.finetuning._causal import training_split
 
     seed_everything(ctx.seed)
-    model = backend.classifier(task.labels)
-    if frozen_body:
-        freeze_body(model)
     tok = backend.tokenizer
-    train_split = training_split(task, cfg.max_train_examples, ctx.seed)
-    length, ctx.stats["truncated_train_examples"] = count_cut(model, tok, task, train_split, cfg.max_length)
-    train_rows = encode_rows(tok, train_split, task.labels, length)
-    eval_rows = encode_rows(tok, task.validation, task.labels, length)
-    train(model, train_rows, eval_rows, DataCollatorWithPadding(tok), cfg, ctx, label=cfg.id)
+    examples = training_split(task, cfg.max_train_examples, ctx.seed)
+    # inputs are cut to the strategy's max_length or the encoder's context, whichever is shorter (counted)
+    length, ctx.stats["truncated_train_examples"] = count_cut(backend.context_window, tok, task, examples,
+                                                              cfg.max_length)
+    train_rows, eval_rows = (rows or labelled_rows)(tok, task, examples, length)
+    model = backend.classifier(task.labels)
+    if prepare is not None:
+        model = prepare(model)
+    train(model, train_rows, eval_rows, collator or DataCollatorWithPadding(tok), cfg, ctx, label=cfg.id,
+          callbacks=callbacks, trainer_cls=trainer_cls)
     model.save_pretrained(ctx.artifact_dir / "model")
     tok.save_pretrained(ctx.artifact_dir / "model")
-    return EncoderPredictor(model, tok, task.labels, cfg.max_length, task=task)
+    return EncoderPredictor(model, tok, task.labels, cfg.max_length, task=task, context=backend.context_window)
 
 
 def load_classifier(backend, task: Task, ctx: FitContext, cfg: TrainConfig) -> Predictor | None:
@@ -115,4 +140,5 @@ def load_classifier(backend, task: Task, ctx: FitContext, cfg: TrainConfig) -> P
     if not (path / "config.json").is_file():
         return None
     model = AutoModelForSequenceClassification.from_pretrained(path).to(backend.device)
-    return EncoderPredictor(model, backend.tokenizer, task.labels, cfg.max_length, task=task)
+    return EncoderPredictor(model, backend.tokenizer, task.labels, cfg.max_length, task=task,
+                            context=backend.context_window)

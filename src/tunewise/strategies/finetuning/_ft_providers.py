@@ -11,11 +11,14 @@ from tunewise.errors import UserError
 
 
 class SdkProvider:
+    """Jobs at the server of an `OpenAIBackend` (a backend with `capabilities.finetune_api`)."""
+
     kind = "api"
     remote = True
 
     def __init__(self, backend):
         self.backend, self.client = backend, backend.client
+        self.base_model, self.base_url, self.token_counter = backend.remote, backend.base_url, backend.token_counter
         self.where = f"fine-tuning at {backend.base_url}"
 
     def upload(self, path: Path) -> str:
@@ -42,15 +45,19 @@ class SdkProvider:
 
 
 class LocalProvider:
+    """Jobs on tunewise's own job service over a local model (`capabilities.local_weights`)."""
+
     kind = "local"
     remote = False
+    base_url = None
+    token_counter = "model tokenizer"
 
     def __init__(self, backend, folder: Path, base_learning_rate: float, options: dict[str, Any]):
         from tunewise.serve.hub import base_id
         from tunewise.serve.jobs import JobService
 
-        self.folder, self.options = folder, options
-        self.service = JobService(folder, backend, base_id(backend.name), {backend.name},
+        self.folder, self.options, self.base_model = folder, options, base_id(backend.name)
+        self.service = JobService(folder, backend, self.base_model, {backend.name},
                                   base_learning_rate=base_learning_rate, worker=False)
 
     def _guard(self, fn, *args):

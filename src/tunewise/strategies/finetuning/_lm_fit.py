@@ -1,35 +1,91 @@
-"""Fine-tuning a causal LM on a task, shared by full fine-tuning, gradual unfreezing and the PEFT methods.
+"""The one path every causal-LM fine-tuning strategy takes (full, gradual-unfreeze, sft, adapters, PEFT).
 
-The model handed to `train_causal` is the one trained (tests snapshot it through `ctx.on_train_start`);
-the data are the instruction-formatted examples of `_causal.py` with the loss on the answer only.
-Also here: per-model default hyper-parameters for strategies that train an encoder or a causal LM,
-saving/reloading whole causal models, and sizes on disk for `ctx.stats`.
+fresh copy of the base weights -> `prepare` (freeze, unfreeze, wrap) -> train with the answer-only loss
+-> save the artifact -> predictor; and one load path for `--resume`. A strategy says only how it
+prepares the model and what it saves (`CausalFit`, `CausalArtifact`); the model handed to `train()` is
+the one trained (tests snapshot it through `ctx.on_train_start`). Also here: per-model default
+hyper-parameters for strategies that train an encoder or a causal LM, and sizes on disk for `ctx.stats`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from tunewise.strategies.base import Strategy
+from tunewise.strategies.base import Predictor, Strategy
 from tunewise.strategies.finetuning import _causal
-from tunewise.strategies.finetuning._train import train
+from tunewise.strategies.finetuning._encoder import fit_classifier, load_classifier
+from tunewise.strategies.finetuning._train import seed_everything, train
 from tunewise.strategies.prompting._common import prompt_predictor
 
 
-def train_causal(model, backend, task, ctx, cfg, callbacks: list | None = None) -> dict[str, Any]:
-    """Train `model` (a causal LM or a PeftModel over one) on the task; answer-only loss."""
+def _same(model):
+    return model
+
+
+@dataclass(frozen=True)
+class CausalArtifact:
+    """How a fine-tuned causal LM is saved and reloaded, and what its predictions run on."""
+
+    folder: str  # under ctx.artifact_dir
+    save: Callable[[Any, Any, Path], None]  # (trained model, backend, folder)
+    load: Callable[[Any, Path], Any]  # (backend, folder) -> the model, or None when nothing was saved
+    size_stat: str = "model_mb"  # ctx.stats key for its size on disk (MiB)
+    runs_on: Callable[[Any], Any] = _same  # the trained/loaded model -> what predictions and probes run on
+
+
+@dataclass
+class CausalFit:
+    """What one strategy's causal fine-tune changes on the shared path."""
+
+    prepare: Callable[[Any], Any] = _same  # fresh base model -> the model to train (freeze, unfreeze, wrap)
+    artifact: CausalArtifact | None = None  # None: the whole model (`WHOLE_MODEL`)
+    shared: list[dict[str, str]] | None = None  # the prompt's fixed part; None: `_causal.shared_messages`
+    callbacks: list = field(default_factory=list)  # extra TrainerCallbacks; `prepare` may add to them
+    max_new_tokens: int = 64  # generation tasks: longest answer in tokens
+
+
+def train_causal(model, backend, task, ctx, cfg, callbacks: list | None = None,
+                 shared: list[dict[str, str]] | None = None) -> dict[str, Any]:
+    """Train `model` (a causal LM or a PeftModel over one) on the task; answer-only loss.
+    Records `response_tokens` (tokens under the loss per epoch) next to `train()`'s statistics."""
     train_rows = _causal.encode_examples(
-        backend, task, _causal.training_split(task, cfg.max_train_examples, ctx.seed), cfg.max_length,
+        backend, task, _causal.training_split(task, cfg.max_train_examples, ctx.seed), cfg.max_length, shared,
         stats=ctx.stats)
-    eval_rows = _causal.encode_examples(backend, task, task.validation, cfg.max_length)
+    eval_rows = _causal.encode_examples(backend, task, task.validation, cfg.max_length, shared)
+    ctx.stats["response_tokens"] = sum(sum(t != _causal.IGNORE for t in r["labels"]) for r in train_rows)
     return train(model, train_rows, eval_rows, _causal.collator(backend), cfg, ctx, label=cfg.id,
                  callbacks=callbacks)
 
 
-def lm_predictor(backend, task, model):
+def fit_causal(backend, task, ctx, cfg, how: CausalFit) -> Predictor:
+    """Fine-tune a fresh copy of the causal LM as `how` says, save it, and return its predictor."""
+    artifact = how.artifact or WHOLE_MODEL
+    seed_everything(ctx.seed)
+    model = how.prepare(backend.fresh_model())
+    train_causal(model, backend, task, ctx, cfg, callbacks=how.callbacks, shared=how.shared)
+    scoring = artifact.runs_on(model)
+    path = ctx.artifact_dir / artifact.folder
+    artifact.save(model, backend, path)
+    ctx.stats[artifact.size_stat] = dir_mb(path)
+    return lm_predictor(backend, task, scoring, how.shared, how.max_new_tokens)
+
+
+def load_causal_fit(backend, task, ctx, how: CausalFit) -> Predictor | None:
+    """The predictor of a finished `fit_causal` from its saved artifact; None when there is none (resume)."""
+    artifact = how.artifact or WHOLE_MODEL
+    model = artifact.load(backend, ctx.artifact_dir / artifact.folder)
+    return None if model is None else lm_predictor(backend, task, artifact.runs_on(model), how.shared,
+                                                   how.max_new_tokens)
+
+
+def lm_predictor(backend, task, model, shared: list[dict[str, str]] | None = None, max_new_tokens: int = 64):
     """Predict with a fine-tuned causal LM through the same prompt it was trained on."""
-    return prompt_predictor(backend.with_model(model), task, _causal.shared_messages(task))
+    shared = _causal.shared_messages(task) if shared is None else shared
+    return prompt_predictor(backend.with_model(model), task, shared, max_new_tokens=max_new_tokens)
 
 
 def save_causal(model, backend, path: Path) -> None:
@@ -45,6 +101,9 @@ def load_causal(backend, path: Path):
     if not (path / "config.json").is_file():
         return None
     return AutoModelForCausalLM.from_pretrained(path, dtype=backend.dtype).to(backend.device).eval()
+
+
+WHOLE_MODEL = CausalArtifact("model", save_causal, load_causal)
 
 
 def dir_mb(path: Path) -> float:
@@ -66,7 +125,8 @@ def model_defaults(data: Any, by_model: dict[str, dict[str, Any]], default_model
 
 class ModelOptionStrategy(Strategy):
     """A strategy that trains either the encoder (default) or the causal LM, chosen by its `model` option:
-    the instance's backend kind and task kinds follow that option."""
+    the instance's backend kind and task kinds follow that option. Subclasses say how to `prepare` the
+    model; fitting and loading take the encoder path (`_encoder`) or the causal path above."""
 
     backend_kind = "encoder"  # the class default; each instance follows its `model` option
     task_kinds = ("classification",)
@@ -76,3 +136,19 @@ class ModelOptionStrategy(Strategy):
         self.backend_kind = config.model
         if config.model == "causal":
             self.task_kinds = ("classification", "generation")
+
+    def prepare(self, model, ctx, callbacks: list):
+        """Make the fresh model (classifier or causal LM) ready to train; may add TrainerCallbacks."""
+        return model
+
+    def fit(self, backend, task, ctx):
+        callbacks: list = []
+        prepare = partial(self.prepare, ctx=ctx, callbacks=callbacks)
+        if self.config.model == "encoder":
+            return fit_classifier(backend, task, ctx, self.config, prepare, callbacks=callbacks)
+        return fit_causal(backend, task, ctx, self.config, CausalFit(prepare, callbacks=callbacks))
+
+    def load(self, backend, task, ctx):
+        if self.config.model == "encoder":
+            return load_classifier(backend, task, ctx, self.config)
+        return load_causal_fit(backend, task, ctx, CausalFit())

@@ -1,9 +1,9 @@
 """What every PEFT strategy (lora, ia3, prefix-tuning, prompt-tuning, p-tuning) shares.
 
-A strategy subclasses `PeftStrategy` and only says how to build its `peft` config; this file creates the
-PeftModel over a fresh copy of the base weights (turning peft's rejections into one-line UserErrors that
-name the option), trains it with the answer-only loss, saves the adapter in PEFT format, optionally
-exports a merged full model, measures forgetting, reloads the adapter for `--resume`, and picks the
+A strategy subclasses `PeftStrategy` and only says how to build its `peft` config; this file wraps the
+fresh copy of the base weights in a PeftModel (the `prepare` hook of `_lm_fit.fit_causal`, turning peft's
+rejections into one-line UserErrors that name the option), describes the adapter artifact (`PEFT_ADAPTER`,
+saved in PEFT format and reloaded for `--resume`), optionally exports a merged full model, and picks the
 model predictions run on: adapter methods score through the PeftModel itself; prompt-learning methods
 through `_virtual.VirtualTokensLM`, because PeftModel's own forward cannot take the scorer's cache,
 positions and 4D masks.
@@ -17,9 +17,16 @@ from pydantic import Field
 
 from tunewise.errors import UserError
 from tunewise.strategies.base import Strategy
-from tunewise.strategies.finetuning._causal import CausalTrainConfig, finish_causal_fit
-from tunewise.strategies.finetuning._lm_fit import dir_mb, lm_predictor, save_causal, train_causal
-from tunewise.strategies.finetuning._train import seed_everything
+from tunewise.strategies.finetuning._causal import CausalTrainConfig
+from tunewise.strategies.finetuning._lm_fit import (
+    CausalArtifact,
+    CausalFit,
+    dir_mb,
+    fit_causal,
+    lm_predictor,
+    load_causal_fit,
+    save_causal,
+)
 
 ADAPTER = "adapter"
 MERGED = "merged"
@@ -57,25 +64,24 @@ class PeftStrategy(Strategy):
     def initialise(self, model, backend, task) -> None:
         """Hook run on the new PeftModel before training (e.g. a soft prompt initialised from text)."""
 
+    def prepare(self, backend, task):
+        """The `prepare` hook of the causal path: wrap the fresh base model in this method's PeftModel."""
+        def wrap(base):
+            model = create_peft_model(base, lambda: self.peft_config(backend, task), self.config.id, self.options)
+            self.initialise(model, backend, task)
+            return model
+
+        return wrap
+
     def fit(self, backend, task, ctx):
         cfg = self.config
-        seed_everything(ctx.seed)
-        model = create_peft_model(backend.fresh_model(), lambda: self.peft_config(backend, task), cfg.id,
-                                  self.options)
-        self.initialise(model, backend, task)
-        train_causal(model, backend, task, ctx, cfg)
-        scoring = scoring_model(model)
-        finish_causal_fit(backend, scoring, task, ctx, cfg)  # forgetting score, when on
-        path = ctx.artifact_dir / ADAPTER
-        model.save_pretrained(path)
-        ctx.stats["adapter_mb"] = dir_mb(path)
+        predictor = fit_causal(backend, task, ctx, cfg, CausalFit(self.prepare(backend, task), PEFT_ADAPTER))
         if self.can_merge and getattr(cfg, "merge", False):
-            export_merged(backend, path, ctx)
-        return lm_predictor(backend, task, scoring)
+            export_merged(backend, ctx.artifact_dir / ADAPTER, ctx)
+        return predictor
 
     def load(self, backend, task, ctx):
-        model = load_adapter(backend, ctx.artifact_dir / ADAPTER)
-        return None if model is None else peft_predictor(backend, task, model)
+        return load_causal_fit(backend, task, ctx, CausalFit(artifact=PEFT_ADAPTER))
 
 
 def create_peft_model(base, make_config, strategy_id: str, options: tuple[str, ...]):
@@ -114,6 +120,14 @@ def scoring_model(model):
 
         return VirtualTokensLM(model).eval()
     return model
+
+
+def save_adapter(model, backend, path) -> None:
+    model.save_pretrained(path)  # the adapter alone, in PEFT format
+
+
+# A PEFT adapter over the base weights: what every PEFT method (and sft with LoRA) saves and reloads.
+PEFT_ADAPTER = CausalArtifact(ADAPTER, save_adapter, load_adapter, "adapter_mb", scoring_model)
 
 
 def peft_predictor(backend, task, model):

@@ -14,10 +14,9 @@ from pydantic import Field
 from tunewise.errors import UserError
 from tunewise.registry import register
 from tunewise.strategies.base import Strategy
-from tunewise.strategies.finetuning import _bottleneck, _causal
+from tunewise.strategies.finetuning import _bottleneck
 from tunewise.strategies.finetuning._causal import CausalTrainConfig
-from tunewise.strategies.finetuning._train import seed_everything, train
-from tunewise.strategies.prompting._common import prompt_predictor
+from tunewise.strategies.finetuning._lm_fit import CausalArtifact, CausalFit, fit_causal, load_causal_fit
 
 
 class AdaptersConfig(CausalTrainConfig):
@@ -46,27 +45,25 @@ class Adapters(Strategy):
         return {"placement": c.placement, "reduction_factor": c.reduction_factor, "activation": c.activation,
                 "scale": c.scale, "dropout": c.dropout, "target_modules": c.target_modules}
 
+    def _artifact(self) -> CausalArtifact:
+        settings = self._settings()
+        return CausalArtifact(
+            "adapters", lambda model, backend, path: _bottleneck.save_bottlenecks(model, path, settings),
+            lambda backend, path: _bottleneck.load_bottlenecks(backend.fresh_model(), path), "adapter_mb")
+
+    def _prepare(self, ctx):
+        def add(model):
+            try:
+                adapted = _bottleneck.add_bottlenecks(model, **self._settings())
+            except UserError as err:
+                raise UserError(f"strategies.{self.config.id}.target_modules: {err}") from None
+            ctx.stats["adapted_modules"] = len(adapted)
+            return model
+
+        return add
+
     def fit(self, backend, task, ctx):
-        c = self.config
-        seed_everything(ctx.seed)
-        model = backend.fresh_model()
-        try:
-            adapted = _bottleneck.add_bottlenecks(model, **self._settings())
-        except UserError as err:
-            raise UserError(f"strategies.{c.id}.target_modules: {err}") from None
-        ctx.stats["adapted_modules"] = len(adapted)
-        train_rows = _causal.encode_examples(
-            backend, task, _causal.training_split(task, c.max_train_examples, ctx.seed), c.max_length,
-            stats=ctx.stats)
-        eval_rows = _causal.encode_examples(backend, task, task.validation, c.max_length)
-        train(model, train_rows, eval_rows, _causal.collator(backend), c, ctx, label=c.id)
-        _bottleneck.save_bottlenecks(model, ctx.artifact_dir / "adapters", self._settings())
-        _causal.finish_causal_fit(backend, model, task, ctx, c)
-        return self._predictor(backend, task, model)
+        return fit_causal(backend, task, ctx, self.config, CausalFit(self._prepare(ctx), self._artifact()))
 
     def load(self, backend, task, ctx):
-        model = _bottleneck.load_bottlenecks(backend.fresh_model(), ctx.artifact_dir / "adapters")
-        return None if model is None else self._predictor(backend, task, model)
-
-    def _predictor(self, backend, task, model):
-        return prompt_predictor(backend.with_model(model), task, _causal.shared_messages(task))
+        return load_causal_fit(backend, task, ctx, CausalFit(artifact=self._artifact()))

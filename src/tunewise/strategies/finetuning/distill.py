@@ -21,8 +21,8 @@ from tunewise.backends.context import count_truncated
 from tunewise.errors import UserError
 from tunewise.registry import register
 from tunewise.strategies.base import FitContext, Strategy
-from tunewise.strategies.finetuning._encoder import EncoderPredictor, count_cut, encode_rows, load_classifier
-from tunewise.strategies.finetuning._train import TrainConfig, seed_everything, train
+from tunewise.strategies.finetuning._encoder import encode_rows, fit_classifier, freeze_body, load_classifier
+from tunewise.strategies.finetuning._train import TrainConfig
 
 
 class DistillConfig(TrainConfig):
@@ -135,69 +135,67 @@ class Distill(Strategy):
     Config = DistillConfig
 
     def _teacher_labels(self, backend, task, ctx: FitContext, train_examples):
-        """Fit the teacher, label train+validation; return soft labels, its validation predictions, stats."""
-        from tunewise.backends import load_backend
+        """Fit the teacher, label train+validation; return soft labels, its validation predictions, stats.
+
+        The teacher is fitted (or reloaded) through the context, on `teacher_model` from the run's backends."""
         from tunewise.registry import get_strategy
 
         c = self.config
         teacher_cls = get_strategy(c.teacher.name)
         if task.kind not in teacher_cls.task_kinds:
             raise UserError(f"strategies.{c.id}.teacher: '{teacher_cls.name}' cannot do {task.kind} tasks")
-        device = str(getattr(backend, "device", "auto"))
-        teacher_backend = load_backend(c.teacher_model, teacher_cls.backend_kind, device)
-        teacher_backend.require(f"{c.id}.teacher", teacher_cls.backend_kind, teacher_cls.needs)
-        tctx = FitContext(artifact_dir=ctx.artifact_dir / "teacher", seed=ctx.seed, progress=ctx.progress)
-        tctx.artifact_dir.mkdir(parents=True, exist_ok=True)
-        teacher = teacher_cls(c.teacher).fit(teacher_backend, task, tctx)
+        teacher, teacher_stats = ctx.nested(c.teacher, task, c.teacher_model, "teacher", f"{c.id}.teacher")
         train_preds, _ = _timed_predict(teacher, train_examples)
         val_preds, latency = _timed_predict(teacher, task.validation or train_examples[:32])
         # the teacher's prompts follow task.long_inputs too: inputs it saw cut are counted
-        tctx.stats["truncated_inputs"] = count_truncated(p.trace for p in train_preds + val_preds)
+        teacher_stats["truncated_inputs"] = count_truncated(p.trace for p in train_preds + val_preds)
         return soft_labels(train_preds, task.labels), soft_labels(val_preds, task.labels), val_preds, latency, \
-            tctx.stats
+            teacher_stats
 
     def fit(self, backend, task, ctx):
-        from tunewise.strategies.finetuning._causal import training_split
-        from tunewise.strategies.finetuning._encoder import freeze_body
-
         c = self.config
-        seed_everything(ctx.seed)
-        examples = training_split(task, c.max_train_examples, ctx.seed)
-        soft, val_soft, teacher_val, teacher_latency, teacher_stats = self._teacher_labels(
-            backend, task, ctx, examples)
-        gc.collect()  # the teacher's model is no longer referenced: free it before the student trains
-        tok = backend.tokenizer
-        model = backend.classifier(task.labels)
-        length, ctx.stats["truncated_train_examples"] = count_cut(model, tok, task, examples, c.max_length)
-        train_rows = [dict(r, soft_labels=s) for r, s in zip(encode_rows(tok, examples, task.labels, length),
-                                                             soft, strict=True) if s is not None]
-        if not train_rows:
-            raise UserError(f"strategies.{c.id}: the teacher gave no usable label for any training example; "
-                            "pick a teacher that answers with the task's labels")
-        eval_rows = [] if not task.validation else [  # val_soft labels the validation split when it exists
-            dict(r, soft_labels=s) for r, s in zip(encode_rows(tok, task.validation, task.labels, length),
-                                                   val_soft, strict=True) if s is not None]
-        if c.freeze_body:
-            freeze_body(model)
-        train(model, train_rows, eval_rows, SoftLabelCollator(tok), c, ctx, label=c.id,
-              trainer_cls=distill_trainer(c.alpha, c.temperature))
-        model.save_pretrained(ctx.artifact_dir / "model")
-        tok.save_pretrained(ctx.artifact_dir / "model")
-        student = EncoderPredictor(model, tok, task.labels, c.max_length, task=task)
-        probe = task.validation or examples[:32]
+        teacher: dict[str, Any] = {}
+
+        def soft_rows(tok, task, examples, max_length):
+            """The student's rows: each training (and validation) input with the teacher's distribution."""
+            soft, val_soft, teacher["val"], teacher["latency"], teacher["stats"] = self._teacher_labels(
+                backend, task, ctx, examples)
+            gc.collect()  # the teacher's model is no longer referenced: free it before the student trains
+            teacher["soft"], teacher["examples"] = soft, examples
+            train_rows = [dict(r, soft_labels=s) for r, s in zip(encode_rows(tok, examples, task.labels, max_length),
+                                                                 soft, strict=True) if s is not None]
+            if not train_rows:
+                raise UserError(f"strategies.{c.id}: the teacher gave no usable label for any training example; "
+                                "pick a teacher that answers with the task's labels")
+            teacher["usable"] = len(train_rows)
+            eval_rows = [] if not task.validation else [  # val_soft labels the validation split when it exists
+                dict(r, soft_labels=s) for r, s in zip(encode_rows(tok, task.validation, task.labels, max_length),
+                                                       val_soft, strict=True) if s is not None]
+            return train_rows, eval_rows
+
+        student = fit_classifier(backend, task, ctx, c, freeze_body if c.freeze_body else None, rows=soft_rows,
+                                 collator=SoftLabelCollator(backend.tokenizer),
+                                 trainer_cls=distill_trainer(c.alpha, c.temperature))
+        ctx.stats["distillation"] = self._report(task, student, teacher)
+        return student
+
+    def _report(self, task, student, teacher: dict[str, Any]) -> dict[str, Any]:
+        """Teacher vs student on the validation split (or the first training examples): accuracy, agreement,
+        seconds per example and the speed-up."""
+        c, soft, teacher_val, teacher_latency = self.config, teacher["soft"], teacher["val"], teacher["latency"]
+        probe = task.validation or teacher["examples"][:32]
         student_val, student_latency = _timed_predict(student, probe)
-        ctx.stats["distillation"] = {
+        return {
             "teacher": c.teacher.id, "teacher_model": c.teacher_model,
             "soft_label_examples": sum(s is not None and max(s) < 1.0 for s in soft),
-            "unusable_teacher_labels": len(soft) - len(train_rows),
+            "unusable_teacher_labels": len(soft) - teacher["usable"],
             "teacher_val_accuracy": _accuracy(teacher_val, task.validation) if task.validation else None,
             "student_val_accuracy": _accuracy(student_val, task.validation) if task.validation else None,
             "agreement": sum(a.output == b.output for a, b in zip(teacher_val, student_val, strict=True))
             / len(probe),
             "teacher_seconds_per_example": teacher_latency, "student_seconds_per_example": student_latency,
             "speedup": teacher_latency / student_latency if student_latency > 0 else None,
-            "teacher_stats": teacher_stats}
-        return student
+            "teacher_stats": teacher["stats"]}
 
     def load(self, backend, task, ctx):
         return load_classifier(backend, task, ctx, self.config)

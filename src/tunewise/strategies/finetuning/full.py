@@ -13,18 +13,8 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from tunewise.registry import register
-from tunewise.strategies.finetuning._causal import CausalTrainConfig, finish_causal_fit
-from tunewise.strategies.finetuning._encoder import fit_classifier, load_classifier
-from tunewise.strategies.finetuning._lm_fit import (
-    ModelOptionStrategy,
-    dir_mb,
-    lm_predictor,
-    load_causal,
-    model_defaults,
-    save_causal,
-    train_causal,
-)
-from tunewise.strategies.finetuning._train import seed_everything
+from tunewise.strategies.finetuning._causal import CausalTrainConfig
+from tunewise.strategies.finetuning._lm_fit import ModelOptionStrategy, model_defaults
 
 # Every weight of a pretrained LM moves: rates far below an encoder head's, and longer prompts.
 CAUSAL_DEFAULTS: dict[str, Any] = {"learning_rate": 2e-5, "epochs": 2.0, "batch_size": 8, "max_length": 256,
@@ -59,21 +49,5 @@ class FullFinetune(ModelOptionStrategy):
     summary = "All weights: the encoder + a new classification head, or (model: causal) the causal LM."
     Config = FullConfig
 
-    def fit(self, backend, task, ctx):
-        if self.config.model == "encoder":
-            return fit_classifier(backend, task, ctx, self.config, frozen_body=False)
-        seed_everything(ctx.seed)
-        model = backend.fresh_model()
-        model.requires_grad_(True)
-        train_causal(model, backend, task, ctx, self.config)
-        finish_causal_fit(backend, model, task, ctx, self.config)  # forgetting score, when on
-        path = ctx.artifact_dir / "model"
-        save_causal(model, backend, path)
-        ctx.stats["model_mb"] = dir_mb(path)
-        return lm_predictor(backend, task, model)
-
-    def load(self, backend, task, ctx):
-        if self.config.model == "encoder":
-            return load_classifier(backend, task, ctx, self.config)
-        model = load_causal(backend, ctx.artifact_dir / "model")
-        return None if model is None else lm_predictor(backend, task, model)
+    def prepare(self, model, ctx, callbacks):
+        return model.requires_grad_(True)  # every weight trains

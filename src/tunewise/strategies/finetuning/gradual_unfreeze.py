@@ -17,17 +17,8 @@ from pydantic import Field, field_validator, model_validator
 
 from tunewise.errors import UserError
 from tunewise.registry import register
-from tunewise.strategies.finetuning._causal import CausalTrainConfig, finish_causal_fit
-from tunewise.strategies.finetuning._lm_fit import (
-    ModelOptionStrategy,
-    dir_mb,
-    lm_predictor,
-    load_causal,
-    model_defaults,
-    save_causal,
-    train_causal,
-)
-from tunewise.strategies.finetuning._train import seed_everything, train
+from tunewise.strategies.finetuning._causal import CausalTrainConfig
+from tunewise.strategies.finetuning._lm_fit import ModelOptionStrategy, model_defaults
 
 # Unfrozen layers of a causal LM take small steps; the first epochs train only the top of the model.
 CAUSAL_DEFAULTS: dict[str, Any] = {"learning_rate": 5e-5, "epochs": 3.0, "batch_size": 8, "max_length": 256}
@@ -128,10 +119,9 @@ class GradualUnfreeze(ModelOptionStrategy):
     summary = "ULMFiT-style: train the head (or top layer) first, unfreeze one layer group per epoch downwards."
     Config = GradualUnfreezeConfig
 
-    def fit(self, backend, task, ctx):
+    def prepare(self, model, ctx, callbacks):
+        """Trainable now: every group that unfreezes within the run; the callback freezes the rest per epoch."""
         cfg = self.config
-        seed_everything(ctx.seed)
-        model = backend.fresh_model() if cfg.model == "causal" else backend.classifier(task.labels)
         groups = layer_groups(model, cfg.model)
         starts = start_epochs(len(groups), cfg)
         epochs = math.ceil(cfg.epochs)  # Trainer runs ceil(epochs) epoch loops, the last maybe partial
@@ -141,36 +131,5 @@ class GradualUnfreeze(ModelOptionStrategy):
                 p.requires_grad_(start < epochs)
         ctx.stats["unfreeze_schedule"] = {name: int(s) for (name, _), s in zip(groups, starts, strict=True)
                                           if s < epochs}
-        callbacks = [unfreezer(groups, starts)]
-        path = ctx.artifact_dir / "model"
-        if cfg.model == "causal":
-            train_causal(model, backend, task, ctx, cfg, callbacks=callbacks)
-            finish_causal_fit(backend, model, task, ctx, cfg)  # forgetting score, when on
-            save_causal(model, backend, path)
-            ctx.stats["model_mb"] = dir_mb(path)
-            return lm_predictor(backend, task, model)
-        return self._fit_encoder(model, backend, task, ctx, callbacks)
-
-    def _fit_encoder(self, model, backend, task, ctx, callbacks):
-        from transformers import DataCollatorWithPadding
-
-        from tunewise.strategies.finetuning._causal import training_split
-        from tunewise.strategies.finetuning._encoder import EncoderPredictor, count_cut, encode_rows
-
-        cfg, tok = self.config, backend.tokenizer
-        train_split = training_split(task, cfg.max_train_examples, ctx.seed)
-        length, ctx.stats["truncated_train_examples"] = count_cut(model, tok, task, train_split, cfg.max_length)
-        train_rows = encode_rows(tok, train_split, task.labels, length)
-        eval_rows = encode_rows(tok, task.validation, task.labels, length)
-        train(model, train_rows, eval_rows, DataCollatorWithPadding(tok), cfg, ctx, label=cfg.id, callbacks=callbacks)
-        model.save_pretrained(ctx.artifact_dir / "model")
-        tok.save_pretrained(ctx.artifact_dir / "model")
-        return EncoderPredictor(model, tok, task.labels, cfg.max_length, task=task)
-
-    def load(self, backend, task, ctx):
-        if self.config.model == "encoder":
-            from tunewise.strategies.finetuning._encoder import load_classifier
-
-            return load_classifier(backend, task, ctx, self.config)
-        model = load_causal(backend, ctx.artifact_dir / "model")
-        return None if model is None else lm_predictor(backend, task, model)
+        callbacks.append(unfreezer(groups, starts))
+        return model

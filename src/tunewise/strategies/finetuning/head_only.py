@@ -6,7 +6,7 @@ from pydantic import Field
 
 from tunewise.registry import register
 from tunewise.strategies.base import Strategy
-from tunewise.strategies.finetuning._encoder import fit_classifier, load_classifier
+from tunewise.strategies.finetuning._encoder import fit_classifier, freeze_body, load_classifier
 from tunewise.strategies.finetuning._train import TrainConfig
 
 
@@ -31,7 +31,7 @@ class HeadOnly(Strategy):
     Config = HeadOnlyConfig
 
     def fit(self, backend, task, ctx):
-        return fit_classifier(backend, task, ctx, self.config, frozen_body=True)
+        return fit_classifier(backend, task, ctx, self.config, freeze_body)
 
     def load(self, backend, task, ctx):
         return load_classifier(backend, task, ctx, self.config)

@@ -6,9 +6,10 @@ user message, the target as assistant answer: the prompt the fine-tuned model is
 checked like OpenAI's data-preparation cookbook (format errors, tokens per example). Training tokens
 and cost are estimated before anything is sent (price: `prices.api[MODEL].training` of the run's
 config, or `training_price`); a remote job starts only after a yes at the prompt, or with `yes: true`
-(or TUNEWISE_YES=1) in a non-interactive run. Then the file is uploaded, the job created and polled
-with a progress bar; its metrics go to the run's training curves and cost details. The job id is kept
-in `job.json`, so an interrupted run polls the same job on `--resume` instead of paying again.
+(or `tunewise run --yes`) in a non-interactive run; consent and prices come through the fit context.
+Then the file is uploaded, the job created and polled with a progress bar; its metrics go to the run's
+training curves and cost details. The job id is kept in `job.json`, so an interrupted run polls the same
+job on `--resume` instead of paying again.
 
 With an `openai:` model the job runs at that provider (OpenAI, Azure, `tunewise serve`, ...); with a
 local model it runs in-process on tunewise's own job service (LoRA, as `tunewise serve` does it).
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 import time
 from typing import Any
@@ -26,6 +26,7 @@ from typing import Any
 from pydantic import Field
 
 from tunewise.errors import CapabilityError, UserError
+from tunewise.prices import training_price
 from tunewise.registry import register
 from tunewise.strategies.base import FitContext, Strategy
 from tunewise.strategies.finetuning import _causal, _chat_data
@@ -52,7 +53,7 @@ class OpenAIFinetuneConfig(TrainConfig):
     validation: bool = Field(True, description="Upload the validation split as the job's validation_file "
                              "(the provider reports validation loss).")
     yes: bool = Field(False, description="Start the (paid) job without asking; needed in non-interactive runs "
-                      "(or set TUNEWISE_YES=1).")
+                      "(or run with --yes).")
     max_cost: float | None = Field(None, ge=0, description="Refuse to start when the estimated training cost "
                                    "exceeds this many USD.")
     training_price: float | None = Field(None, ge=0, description="USD per million training tokens (default: "
@@ -77,11 +78,10 @@ class OpenAIFinetune(Strategy):
     Config = OpenAIFinetuneConfig
 
     def _provider(self, backend, ctx: FitContext):
-        from tunewise.backends.openai_compat import OpenAIBackend
-
-        if isinstance(backend, OpenAIBackend):
+        caps = backend.capabilities
+        if caps.finetune_api:
             return SdkProvider(backend)
-        if backend.capabilities.can_train and hasattr(backend, "tokenizer"):
+        if caps.can_train and caps.local_weights:
             c = self.config
             options = {k: getattr(c, k) for k in ("warmup_ratio", "weight_decay", "gradient_accumulation",
                                                   "max_length", "bf16")}
@@ -89,10 +89,6 @@ class OpenAIFinetune(Strategy):
         raise CapabilityError(f"strategy '{self.config.id}' needs an openai: model (fine-tuned at the provider) "
                               f"or a local Hugging Face model; '{backend.name}' is neither")
 
-    def _base(self, backend) -> str:
-        from tunewise.serve.hub import base_id
-
-        return self.config.model or getattr(backend, "remote", None) or base_id(backend.name)
 
     def fit(self, backend, task, ctx):
         provider = self._provider(backend, ctx)
@@ -126,7 +122,7 @@ class OpenAIFinetune(Strategy):
         from tunewise.strategies.prompting._common import prompt_predictor
 
         if state["provider"] == "api":
-            return prompt_predictor(backend.with_model_name(state["job"]["fine_tuned_model"]), task,
+            return prompt_predictor(backend.with_model(state["job"]["fine_tuned_model"]), task,
                                     _causal.shared_messages(task))
         from tunewise.strategies.finetuning._peft import load_adapter, peft_predictor
 
@@ -138,7 +134,7 @@ class OpenAIFinetune(Strategy):
 
     def _start(self, provider, backend, task, ctx) -> dict[str, Any]:
         c = self.config
-        base = self._base(backend)
+        base = self.config.model or provider.base_model
         files = {"train": _causal.training_split(task, c.max_train_examples, ctx.seed),
                  "validation": task.validation if c.validation else []}
         checks, paths = {}, {}
@@ -156,7 +152,7 @@ class OpenAIFinetune(Strategy):
         price = self._price(ctx, base)
         cost = None if price is None else tokens / 1e6 * price
         estimate = {"estimated_training_tokens": tokens, "estimated_training_cost_usd": cost,
-                    "token_counter": getattr(backend, "token_counter", "model tokenizer")}
+                    "token_counter": provider.token_counter}
         ctx.stats.update(estimate)
         (ctx.artifact_dir / "data_check.json").write_text(json.dumps(
             {split: r.summary() for split, r in checks.items()} | {"estimate": estimate}, indent=1), encoding="utf-8")
@@ -173,33 +169,22 @@ class OpenAIFinetune(Strategy):
             body["validation_file"] = provider.upload(paths["validation"])
         job = provider.create(body, ctx.on_train_start)
         return {"provider": provider.kind, "job_id": job["id"], "base_model": base, "request": body,
-                "base_url": getattr(backend, "base_url", None), "estimate": estimate, "job": job}
+                "base_url": provider.base_url, "estimate": estimate, "job": job}
 
     def _price(self, ctx, base: str) -> float | None:
+        """USD per million training tokens: the option, else the run's `prices:` (handed in the context)."""
         if self.config.training_price is not None:
             return self.config.training_price
-        import yaml
-
-        from tunewise.config import PricesConfig
-        from tunewise.report.cost_model import api_price
-
-        config_file = ctx.artifact_dir.parent.parent / "config.yaml"  # RUN/strategies/<id>/ -> RUN/config.yaml
-        try:
-            data = yaml.safe_load(config_file.read_text(encoding="utf-8")) if config_file.is_file() else {}
-            prices = PricesConfig.model_validate((data or {}).get("prices") or {})
-        except Exception:  # an unreadable config only loses the estimate's price, never the run
-            prices = PricesConfig()
-        found = api_price(base, prices.api)
-        return found[1].training if found else None
+        return training_price(base, ctx.prices)
 
     def _confirm(self, ctx, base: str, tokens: int, cost: float | None) -> None:
         c = self.config
         priced = f"about ${cost:.2f}" if cost is not None else "cost unknown (no training price for it)"
         what = f"fine-tune {base}: ~{tokens:,} training tokens, {priced}"
-        if c.yes or os.environ.get("TUNEWISE_YES", "").lower() in ("1", "true", "yes"):
+        if c.yes or ctx.yes:
             return
         if not sys.stdin.isatty():
-            raise UserError(f"strategies.{c.id}: will {what}; pass yes: true in its options (or TUNEWISE_YES=1) "
+            raise UserError(f"strategies.{c.id}: will {what}; pass yes: true in its options (or run with --yes) "
                             "to start it in a non-interactive run")
         from rich.prompt import Confirm
 

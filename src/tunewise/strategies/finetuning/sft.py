@@ -17,13 +17,12 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from tunewise.errors import UserError
 from tunewise.registry import register
 from tunewise.strategies.base import Strategy
 from tunewise.strategies.finetuning import _causal
 from tunewise.strategies.finetuning._causal import CausalTrainConfig
-from tunewise.strategies.finetuning._train import seed_everything, train
-from tunewise.strategies.prompting._common import prompt_predictor
+from tunewise.strategies.finetuning._lm_fit import CausalFit, fit_causal, load_causal_fit
+from tunewise.strategies.finetuning._peft import PEFT_ADAPTER, create_peft_model
 
 DEFAULT_LR = {"lora": 2e-4, "full": 2e-5}  # full fine-tuning moves every weight: ten times gentler
 
@@ -64,59 +63,24 @@ class Sft(Strategy):
     summary = "Instruction tuning with the chat template, loss on the response only; LoRA or full weights."
     Config = SftConfig
 
-    def _shared(self, task):
-        return _causal.shared_messages(task) if self.config.system == "task" else []
-
-    def _model(self, backend):
+    def _how(self, backend, task) -> CausalFit:
+        """method full: every weight of the fresh model trains; lora: it is wrapped in LoRA adapters."""
         c = self.config
-        model = backend.fresh_model()
+        shared = _causal.shared_messages(task) if c.system == "task" else []
         if c.method == "full":
-            return model
-        from peft import LoraConfig, get_peft_model
+            return CausalFit(shared=shared, max_new_tokens=c.max_new_tokens)
 
-        peft_cfg = LoraConfig(task_type="CAUSAL_LM", r=c.rank, lora_alpha=c.alpha, lora_dropout=c.lora_dropout,
-                              target_modules=c.target_modules)
-        try:
-            return get_peft_model(model, peft_cfg)
-        except ValueError as err:
-            raise UserError(f"strategies.{c.id}.target_modules: {str(err).splitlines()[0]}") from None
+        def lora(model):
+            from peft import LoraConfig
+
+            return create_peft_model(model, lambda: LoraConfig(
+                task_type="CAUSAL_LM", r=c.rank, lora_alpha=c.alpha, lora_dropout=c.lora_dropout,
+                target_modules=c.target_modules), c.id, ("target_modules",))
+
+        return CausalFit(lora, PEFT_ADAPTER, shared=shared, max_new_tokens=c.max_new_tokens)
 
     def fit(self, backend, task, ctx):
-        c = self.config.resolved()
-        seed_everything(ctx.seed)
-        model = self._model(backend)
-        shared = self._shared(task)
-        train_rows = _causal.encode_examples(
-            backend, task, _causal.training_split(task, c.max_train_examples, ctx.seed), c.max_length, shared,
-            stats=ctx.stats)
-        eval_rows = _causal.encode_examples(backend, task, task.validation, c.max_length, shared)
-        ctx.stats["response_tokens"] = sum(sum(t != _causal.IGNORE for t in r["labels"]) for r in train_rows)
-        train(model, train_rows, eval_rows, _causal.collator(backend), c, ctx, label=c.id)
-        if c.method == "full":
-            model.save_pretrained(ctx.artifact_dir / "model")
-            backend.tokenizer.save_pretrained(ctx.artifact_dir / "model")
-        else:
-            model.save_pretrained(ctx.artifact_dir / "adapter")
-        _causal.finish_causal_fit(backend, model, task, ctx, c)
-        return self._predictor(backend, task, model)
+        return fit_causal(backend, task, ctx, self.config.resolved(), self._how(backend, task))
 
     def load(self, backend, task, ctx):
-        if self.config.method == "full":
-            from transformers import AutoModelForCausalLM
-
-            path = ctx.artifact_dir / "model"
-            if not (path / "config.json").is_file():
-                return None
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=backend.dtype).to(backend.device)
-        else:
-            from peft import PeftModel
-
-            path = ctx.artifact_dir / "adapter"
-            if not (path / "adapter_config.json").is_file():
-                return None
-            model = PeftModel.from_pretrained(backend.fresh_model(), path)
-        return self._predictor(backend, task, model.eval())
-
-    def _predictor(self, backend, task, model):
-        return prompt_predictor(backend.with_model(model), task, self._shared(task),
-                                max_new_tokens=self.config.max_new_tokens)
+        return load_causal_fit(backend, task, ctx, self._how(backend, task))

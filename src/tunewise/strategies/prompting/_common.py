@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from tunewise.backends.context import backend_context, fit_text, limit_for, name_of
+from tunewise.backends.context import fit_text, limit_for, name_of
 from tunewise.data import Example, Task
 from tunewise.errors import UserError
 from tunewise.strategies.base import Prediction, Predictor
@@ -63,7 +63,7 @@ def fit_example(backend, task: Task | None, shared: Messages, example: Example, 
                 reserve: int, scoring: bool) -> tuple[str, dict | None]:
     """The example's text, cut (by `task.long_inputs`) so that shared + wrap(text) and `reserve` answer tokens
     fit the model; and the trace step of the cut, or None. Instruction and demonstrations stay whole."""
-    limit = limit_for(backend_context(backend), task, reserve)
+    limit = limit_for(backend.context_window, task, reserve)
     return fit_text(backend, limit, name_of(example), example.input,
                     lambda text: prompt_tokens(backend, shared, wrap(text), scoring))
 
@@ -82,7 +82,7 @@ class ScoringPredictor(Predictor):
                  demos_for: DemosFor | None = None):
         self.backend, self.task, self.shared, self.batch_size = backend, task, shared, batch_size
         self.calibrate, self.demos_for = calibrate, demos_for
-        self.model = getattr(backend, "model", None)
+        self.model = backend.model
         eot = backend.end_of_turn()
         self.continuations = [backend.answer_prefix() + label + eot for label in task.labels]
         self.reserve = label_slot(backend, task.labels)  # the answer slot, in tokens
@@ -158,7 +158,7 @@ class GenerationPredictor(Predictor):
                  postprocess: Callable[[str], str] = str.strip, demos_for: DemosFor | None = None,
                  task: Task | None = None):
         self.backend, self.shared, self.demos_for, self.task = backend, shared, demos_for, task
-        self.model = getattr(backend, "model", None)
+        self.model = backend.model
         self.max_new_tokens, self.batch_size, self.postprocess = max_new_tokens, batch_size, postprocess
 
     def predict(self, examples: Sequence[Example], on_batch: Callable[[int], None] | None = None
@@ -201,6 +201,27 @@ def label_slot(backend, labels: Sequence[str]) -> int:
 def answer_reserve(backend, task: Task, max_new_tokens: int) -> int:
     """The answer slot `prompt_predictor` keeps free: the longest label when it scores, else max_new_tokens."""
     return label_slot(backend, task.labels) if uses_scoring(backend, task) else max_new_tokens
+
+
+def instruction_predictor(backend, task: Task, ctx, cfg,
+                          demonstrations: Callable[[], tuple[Messages, DemosFor | None]] = lambda: ([], None)
+                          ) -> Predictor:
+    """What zero-shot and few-shot share: `cfg.instruction` (or the task's) with `cfg.role` as the system
+    message, then the demonstrations, then the query; label scoring or generation (`prompt_predictor`).
+
+    `cfg` has instruction, role, max_new_tokens and calibrate. `demonstrations()` returns fixed demonstration
+    messages, or a per-example `DemosFor`. Calibration is refused (UserError) before demonstrations are
+    chosen where it cannot work; with a fixed prompt its label distribution goes to `ctx.stats`.
+    """
+    if cfg.calibrate:
+        check_calibrate(cfg.id, backend, task)
+    demos, demos_for = demonstrations()
+    shared = [{"role": "system", "content": system_prompt(task, cfg.instruction, cfg.role)}] + demos
+    predictor = prompt_predictor(backend, task, shared, max_new_tokens=cfg.max_new_tokens, calibrate=cfg.calibrate,
+                                 demos_for=demos_for)
+    if cfg.calibrate and demos_for is None:
+        ctx.stats["calibration"] = predictor.calibration
+    return predictor
 
 
 def uses_scoring(backend, task: Task) -> bool:

@@ -21,7 +21,7 @@ from typing import Any
 from jinja2 import BaseLoader, StrictUndefined, TemplateError, TemplateSyntaxError, UndefinedError, meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
-from tunewise.backends.context import backend_context, fit_text, limit_for, name_of
+from tunewise.backends.context import fit_text, limit_for, name_of
 from tunewise.data import Example, Task
 from tunewise.errors import UserError
 from tunewise.strategies.base import Prediction
@@ -148,7 +148,7 @@ def fit_rendered(backend, task: Task, example: Example, render: Callable[[str], 
         shared = [{"role": "system", "content": system}] if system else []
         return prompt_tokens(backend, shared, [{"role": "user", "content": user}], scoring)
 
-    limit = limit_for(backend_context(backend), task, reserve)
+    limit = limit_for(backend.context_window, task, reserve)
     text, cut = fit_text(backend, limit, name_of(example), example.input, measure)
     return render(text), cut
 

@@ -20,9 +20,9 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from tunewise.config import Strict
 from tunewise.data import Example, Task
 from tunewise.errors import UserError
+from tunewise.foundation import Strict
 from tunewise.registry import register
 from tunewise.strategies.base import Prediction, Predictor, Strategy, StrategyConfig
 from tunewise.strategies.prompting._templates import (
@@ -111,7 +111,7 @@ class ChainPredictor(Predictor):
     def __init__(self, backend, task: Task, steps: list[CompiledStep], demos: list[dict], batch_size: int):
         self.backend, self.task, self.steps, self.demos = backend, task, steps, demos
         self.batch_size = batch_size
-        self.model = getattr(backend, "model", None)
+        self.model = backend.model
 
     def predict(self, examples: Sequence[Example], on_batch: Callable[[int], None] | None = None
                 ) -> list[Prediction]:

@@ -16,10 +16,10 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from tunewise.backends.context import backend_context, fit_text, limit_for, name_of
-from tunewise.config import Strict
+from tunewise.backends.context import fit_text, limit_for, name_of
 from tunewise.data import Example, Task
 from tunewise.errors import UserError
+from tunewise.foundation import Strict
 from tunewise.registry import register
 from tunewise.strategies.base import Prediction, Predictor, Strategy, StrategyConfig
 from tunewise.strategies.prompting._common import Messages, system_prompt
@@ -126,7 +126,7 @@ class ReasoningPredictor(Predictor):
         self.backend, self.task, self.shared, self.trigger, self.extractor = backend, task, shared, trigger, extractor
         self.n, self.temperature, self.top_p, self.seed = n, temperature, top_p, seed
         self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
-        self.model = getattr(backend, "model", None)
+        self.model = backend.model
 
     def prompt(self, example: Example, text: str | None = None) -> str:
         """The prompt for `example`, with `text` in place of its input when given (a cut input)."""
@@ -136,7 +136,7 @@ class ReasoningPredictor(Predictor):
 
     def fit_prompt(self, example: Example) -> tuple[str, dict | None]:
         """The prompt, its input cut by `task.long_inputs` so it fits with max_new_tokens; and the cut's step."""
-        limit = limit_for(backend_context(self.backend), self.task, self.max_new_tokens)
+        limit = limit_for(self.backend.context_window, self.task, self.max_new_tokens)
         text, cut = fit_text(self.backend, limit, name_of(example), example.input,
                              lambda t: self.backend.count_tokens(self.prompt(example, t)))
         return self.prompt(example, text), cut

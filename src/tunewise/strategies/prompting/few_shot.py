@@ -14,7 +14,7 @@ from pydantic import Field
 from tunewise.data import Example
 from tunewise.registry import register
 from tunewise.strategies.base import Strategy, StrategyConfig
-from tunewise.strategies.prompting._common import check_calibrate, demo_messages, prompt_predictor, system_prompt
+from tunewise.strategies.prompting._common import demo_messages, instruction_predictor
 
 
 class FewShotConfig(StrategyConfig):
@@ -51,13 +51,6 @@ def select_demos(train: list[Example], k: int, selection: str, seed: int, classi
             if by_label[label] and len(demos) < k:
                 demos.append(by_label[label].pop())
     return demos
-
-
-def load_embedder(name: str, device: str):
-    """Anything with `embed(texts) -> (n, d) array`; a function so tests can substitute a stub."""
-    from tunewise.backends.hf_local import EncoderBackend
-
-    return EncoderBackend(name, device=device)
 
 
 def _unit(vectors) -> np.ndarray:
@@ -97,19 +90,14 @@ class FewShot(Strategy):
 
     def fit(self, backend, task, ctx):
         c = self.config
-        if c.calibrate:
-            check_calibrate(c.id, backend, task)
-        shared = [{"role": "system", "content": system_prompt(task, c.instruction, c.role)}]
-        if c.selection == "similar":
-            device = str(getattr(backend, "device", "auto"))
-            demos_for = NearestDemos(task.train, c.k, load_embedder(c.embedder, device))
-            ctx.stats["demonstrations"] = f"{demos_for.k} nearest per example by {c.embedder} (see traces)"
-            return prompt_predictor(backend, task, shared, max_new_tokens=c.max_new_tokens, calibrate=c.calibrate,
-                                    demos_for=demos_for)
-        demos = select_demos(task.train, c.k, c.selection, ctx.seed, task.is_classification)
-        ctx.stats["demonstrations"] = [d.id for d in demos]
-        predictor = prompt_predictor(backend, task, shared + demo_messages(demos), max_new_tokens=c.max_new_tokens,
-                                     calibrate=c.calibrate)
-        if c.calibrate:
-            ctx.stats["calibration"] = predictor.calibration
-        return predictor
+
+        def demonstrations():
+            if c.selection == "similar":
+                demos_for = NearestDemos(task.train, c.k, ctx.backends(c.embedder, "encoder"))
+                ctx.stats["demonstrations"] = f"{demos_for.k} nearest per example by {c.embedder} (see traces)"
+                return [], demos_for
+            demos = select_demos(task.train, c.k, c.selection, ctx.seed, task.is_classification)
+            ctx.stats["demonstrations"] = [d.id for d in demos]
+            return demo_messages(demos), None
+
+        return instruction_predictor(backend, task, ctx, c, demonstrations)

@@ -22,8 +22,7 @@ import re
 import torch
 from pydantic import Field
 
-from tunewise.backends import load_backend
-from tunewise.backends.context import backend_context, cut_text
+from tunewise.backends.context import cut_text
 from tunewise.data import Example, Task
 from tunewise.evaluation.metrics import per_example_score
 from tunewise.registry import register
@@ -129,7 +128,7 @@ class _Optimiser:
     def _fit_failures(self, instruction: str, failures: list[tuple[Example, str]]) -> list[tuple[Example, str]]:
         """Each failing input cut to an equal share of the writer's context (backends/context.py), so long
         inputs cannot push the meta-prompt past it; the instruction, answers and proposal room stay whole."""
-        context = backend_context(self.writer)
+        context = self.writer.context_window
         if not context or not failures:
             return failures
         bare = [(dataclasses.replace(e, input=""), o) for e, o in failures]
@@ -179,7 +178,7 @@ class OptimizePrompt(Strategy):
         c = self.config
         writer = backend
         if c.optimizer_model:
-            writer = load_backend(c.optimizer_model, "causal", str(getattr(backend, "device", "auto")))
+            writer = ctx.backends(c.optimizer_model, "causal")  # the run's copy when it has loaded that model
         torch.manual_seed(ctx.seed)  # proposals are sampled: the same seed gives the same candidates
         optimiser = _Optimiser(backend, writer, safe, c, ctx.seed)
         bar = None
@@ -191,7 +190,7 @@ class OptimizePrompt(Strategy):
             ctx.progress.update(bar, visible=False)
         ctx.stats.update({"instruction": best, "validation_score": score, "candidates": history,
                           "validation_source": optimiser.val_source, "validation_examples": len(optimiser.val),
-                          "optimizer_model": c.optimizer_model or getattr(backend, "name", None),
+                          "optimizer_model": c.optimizer_model or backend.name,
                           "optimization_tokens": optimiser.tokens})
         ctx.artifact_dir.mkdir(parents=True, exist_ok=True)
         (ctx.artifact_dir / "instruction.json").write_text(json.dumps({"instruction": best}), encoding="utf-8")

@@ -47,7 +47,7 @@ class TemplatePredictor(Predictor):
     def __init__(self, backend, task: Task, system: PromptTemplate | None, user: PromptTemplate,
                  demos: list[dict], batch_size: int, max_new_tokens: int):
         self.backend, self.task, self.system, self.user = backend, task, system, user
-        self.model = getattr(backend, "model", None)
+        self.model = backend.model
         self.demos, self.batch_size, self.max_new_tokens = demos, batch_size, max_new_tokens
 
     def render(self, example: Example, text: str | None = None) -> tuple[str, str]:

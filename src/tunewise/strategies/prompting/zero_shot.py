@@ -6,7 +6,7 @@ from pydantic import Field
 
 from tunewise.registry import register
 from tunewise.strategies.base import Strategy, StrategyConfig
-from tunewise.strategies.prompting._common import check_calibrate, prompt_predictor, system_prompt
+from tunewise.strategies.prompting._common import instruction_predictor
 
 
 class ZeroShotConfig(StrategyConfig):
@@ -27,11 +27,4 @@ class ZeroShot(Strategy):
     Config = ZeroShotConfig
 
     def fit(self, backend, task, ctx):
-        c = self.config
-        if c.calibrate:
-            check_calibrate(c.id, backend, task)
-        shared = [{"role": "system", "content": system_prompt(task, c.instruction, c.role)}]
-        predictor = prompt_predictor(backend, task, shared, max_new_tokens=c.max_new_tokens, calibrate=c.calibrate)
-        if c.calibrate:
-            ctx.stats["calibration"] = predictor.calibration
-        return predictor
+        return instruction_predictor(backend, task, ctx, self.config)

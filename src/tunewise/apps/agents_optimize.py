@@ -24,10 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from tunewise.agents.team import Role, TeamSpec, Turn, run_teams
-from tunewise.backends import load_backend
-from tunewise.config import load_config
-from tunewise.data import Example, Task, load_task
+from tunewise.data import Example, Task
 from tunewise.evaluation.metrics import per_example_score
+from tunewise.runs import Session
 from tunewise.strategies.prompting._common import prompt_predictor, system_prompt
 from tunewise.strategies.prompting.optimize_prompt import clean_instruction, without_test
 
@@ -104,9 +103,10 @@ def optimize_prompt(config_path: str | Path, rounds: int = 3, validation_example
                     output: str | Path | None = None, on_turn: Callable[[Turn], None] | None = None,
                     max_new_tokens: int = 96) -> dict[str, Any]:
     """Run the prompt-optimisation team on the config's task and model; returns and saves the result."""
-    cfg = load_config(config_path)
-    task = without_test(load_task(cfg.task, seed=cfg.seed))  # first: the team can never see a test example
-    backend = load_backend(cfg.model, "causal", cfg.device)
+    session = Session.from_file(config_path)  # the run API: config, task and model, each resolved once
+    cfg = session.config
+    task = without_test(session.task())  # first: the team can never see a test example
+    backend = session.backend("causal")
     evaluator = Evaluator(backend, task, validation_examples, minibatch, cfg.seed)
     start = time.perf_counter()
     report = evaluator.evaluate_instruction(task.instruction, source="original")

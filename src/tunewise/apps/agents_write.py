@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from tunewise.agents.team import Role, TeamSpec, Turn, run_teams
-from tunewise.backends import load_backend
 from tunewise.errors import UserError
+from tunewise.runs import Session
 
 ROLES = (
     Role("researcher", "You are a researcher. List four to six short, accurate facts about the topic as bullet "
@@ -38,7 +38,7 @@ def write(topic: str, model: str = "smollm2-135m-instruct", device: str = "auto"
     """Run the writing team on `topic`; returns the conversation and saves it to `output` (JSON)."""
     if not topic.strip():
         raise UserError("TOPIC: give the subject to write about, e.g. `tunewise agents write \"tide pools\"`")
-    backend = load_backend(model, "causal", device)
+    backend = Session.for_model(model, device).backend("causal")  # the run API loads the model
     spec = TeamSpec(roles=ROLES, max_messages=3 * rounds, max_new_tokens=max_new_tokens,
                     human_turns=tuple(human_turns))
     start = time.perf_counter()
