@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-from tunewise.runs import cell as cell_module
 from typer.testing import CliRunner
 
 from tunewise.cli import app
+from tunewise.runs import cell as cell_module
 from tunewise.store import Store
 
 STRATEGIES = [

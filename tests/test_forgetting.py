@@ -7,12 +7,12 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from tunewise.runs.measure import measure_after_fit, zero_shot_predictor
 
 from tunewise.backends import load_backend
 from tunewise.evaluation import forgetting
 from tunewise.evaluation.forgetting import measure_forgetting, perplexity, reference_text
 from tunewise.registry import strategies, strategy_config
+from tunewise.runs.measure import measure_after_fit, zero_shot_predictor
 from tunewise.strategies.base import FitContext
 from tunewise.strategies.finetuning._causal import CausalTrainConfig
 

@@ -7,12 +7,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from tunewise.runs.measure import measure_after_fit
 
 from tunewise.backends import load_backend
 from tunewise.config import parse_config
 from tunewise.errors import UserError
 from tunewise.registry import strategies, strategy_config
+from tunewise.runs.measure import measure_after_fit
 from tunewise.strategies.base import FitContext
 from tunewise.strategies.finetuning._causal import shared_messages
 from tunewise.strategies.finetuning._peft import create_peft_model, peft_predictor

@@ -12,11 +12,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from tunewise.runs import Cell, Run, Session, run_cell
-from tunewise.runs import cell as cell_module
 
 from tunewise.backends import cache
 from tunewise.config import parse_config
+from tunewise.runs import Cell, Run, Session, run_cell
+from tunewise.runs import cell as cell_module
 from tunewise.store import Store
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tunewise.runs.measure import measure_after_fit
 
 from tunewise.backends import load_backend
 from tunewise.data import Example, Task
 from tunewise.registry import strategies, strategy_config
+from tunewise.runs.measure import measure_after_fit
 from tunewise.strategies.base import FitContext
 from tunewise.strategies.finetuning import _causal
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tunewise.runs.measure import measure_after_fit
 
 from tunewise.backends import load_backend
 from tunewise.config import parse_config
 from tunewise.errors import UserError
 from tunewise.registry import strategies, strategy_config
+from tunewise.runs.measure import measure_after_fit
 from tunewise.strategies.base import FitContext
 from tunewise.strategies.finetuning import _encoder, _lm_fit
 from tunewise.strategies.finetuning.gradual_unfreeze import layer_groups, start_epochs
