@@ -149,3 +149,14 @@ def label_logprobs(top: list[tuple[str, float]], labels: list[str]) -> list[floa
 def one_hot_logprobs(choice: str, labels: list[str], eps: float = 1e-3) -> list[float]:
     rest = eps / max(len(labels) - 1, 1)
     return [math.log(1 - eps) if label == choice else math.log(rest) for label in labels]
+
+
+# --- errors -------------------------------------------------------------------------------------
+def context_exceeded(body: object, message: str) -> bool:
+    """Whether a server refused a prompt as longer than the model's context: OpenAI's error code, or the
+    wording of vLLM ("maximum context length"), llama.cpp ("context size") and others."""
+    inner = body.get("error", body) if isinstance(body, dict) else None
+    code = inner.get("code") if isinstance(inner, dict) else None
+    text = message.lower()
+    return code == "context_length_exceeded" or any(
+        p in text for p in ("maximum context length", "context size", "context window", "context_length_exceeded"))

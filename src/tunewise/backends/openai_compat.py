@@ -53,6 +53,11 @@ class OpenAIBackend(CausalBackend):
                                          needs_key=True, finetune_api=True)
         self._eot, self._answer = ("", "") if chat else ("\n", " ")
 
+    @property
+    def context_window(self) -> int | None:
+        """The declared context (`context_window` setting), read by backends/context.py; None when unknown."""
+        return self.settings.context_window
+
     @classmethod
     def from_name(cls, name: str) -> OpenAIBackend:
         remote, settings = parse_model_name(name)
@@ -117,6 +122,10 @@ class OpenAIBackend(CausalBackend):
             raise UserError(f"{where}: no answer after {self.settings.max_retries} retries "
                             f"({type(err).__name__}); is the server up? then `tunewise run --resume`") from None
         except (openai.BadRequestError, openai.UnprocessableEntityError) as err:
+            if txt.context_exceeded(getattr(err, "body", None), _message(err)):
+                raise UserError(f"{where}: a prompt is longer than the model's context (server: {_message(err)}); "
+                                "declare the context with ?context_window=N on the model name so long inputs are "
+                                "cut by task.long_inputs, or set task.max_input_tokens") from None
             raise ApiRequestError(f"{where}: request rejected ({err.status_code}): {_message(err)}") from None
 
     def _map(self, fn: Callable[[Any], Any], items: Sequence[Any], on_batch: Callable[[int], None] | None):

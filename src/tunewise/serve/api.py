@@ -24,8 +24,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
 
+from tunewise.backends.context import Limit, fit_messages
 from tunewise.serve import lm, sse
-from tunewise.serve.errors import ApiError, error_body, json_object
+from tunewise.serve.errors import ApiError, context_length_exceeded, error_body, json_object, refuse_cut
 from tunewise.serve.hub import Entry, ModelHub
 from tunewise.serve.schemas import ChatRequest, ClassifyRequest, CompletionRequest
 
@@ -54,9 +55,18 @@ def _usage(prompt: int, completion: int) -> dict[str, int]:
 def _fits(entry: Entry, prompt_tokens: int, max_tokens: int) -> None:
     limit = entry.backend.context_window
     if limit and prompt_tokens + max_tokens > limit:
-        raise ApiError(400, f"This model's maximum context length is {limit} tokens; the prompt has "
-                       f"{prompt_tokens} and max_tokens asks for {max_tokens} more.", "messages",
-                       "context_length_exceeded")
+        raise context_length_exceeded(prompt_tokens + max_tokens, limit, "messages",
+                                      f"the prompt has {prompt_tokens} and max_tokens asks for {max_tokens} more")
+
+
+def _fit_chat(hub: ModelHub, entry: Entry, messages: list[dict[str, str]], prompt: str, req: ChatRequest) -> str:
+    """With truncation: auto, a conversation over the context loses its oldest turns, then the end of its
+    longest message (backends/context.py), so that the reply fits."""
+    limit = entry.backend.context_window
+    if req.truncation != "auto" or not limit or hub.count(prompt) + req.limit() <= limit:
+        return prompt
+    return fit_messages(hub.counter, messages, lambda m: entry.backend.render(m, add_generation_prompt=True),
+                        Limit(max(limit - req.limit(), 1), "truncate", f"the context of {limit}"))[0]
 
 
 def _chat_logprobs(entries: list[dict[str, Any]] | None, k: int) -> dict[str, Any] | None:
@@ -151,6 +161,7 @@ def create_app(hub: ModelHub, jobs=None, api_key: str | None = None) -> FastAPI:
             prompt = entry.backend.render(messages, add_generation_prompt=True)
         except Exception as err:  # the chat template rejects this conversation
             raise ApiError(400, f"messages: {str(err).splitlines()[0]}", "messages") from None
+        prompt = _fit_chat(hub, entry, messages, prompt, req)
         prompt_tokens = hub.count(prompt)
         _fits(entry, prompt_tokens, req.limit())
         params = lm.Params(req.limit(), 1.0 if req.temperature is None else req.temperature, req.top_p or 1.0,
@@ -186,6 +197,7 @@ def create_app(hub: ModelHub, jobs=None, api_key: str | None = None) -> FastAPI:
         if req.n > 1:
             raise ApiError(400, f"n: '{entry.id}' is a strategy with one answer per input; use n = 1", "n")
         pred = (await wait(hub.predict(entry, [users[-1]])))[0]
+        refuse_cut([pred], req.truncation, "messages")
         usage = _usage(pred.prompt_tokens, pred.completion_tokens)
         logprobs = _chat_logprobs(_label_logprobs(pred, req.top_logprobs), req.top_logprobs or 0) \
             if req.logprobs else None
@@ -217,6 +229,7 @@ def create_app(hub: ModelHub, jobs=None, api_key: str | None = None) -> FastAPI:
             raise ApiError(400, f"model '{entry.id}' is not a classification strategy (classify with a strategy "
                            "of a classification run)", "model")
         preds = await wait(hub.predict(entry, req.texts()))
+        refuse_cut(preds, req.truncation, "input")
         data = [{"index": i, "label": p.output, "probabilities": p.scores or {p.output: 1.0}}
                 for i, p in enumerate(preds)]
         return {"object": "list", "model": entry.id, "data": data,
