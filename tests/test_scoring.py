@@ -43,3 +43,23 @@ def test_progress_callback_counts_every_example(model):
 def test_empty_continuation_is_rejected(model):
     with pytest.raises(ValueError, match="at least one token"):
         score_continuations(model, [1], [[2]], [[]])
+
+
+@pytest.mark.parametrize("prefix", [[5, 6, 7, 8, 9, 10, 11], []])
+@pytest.mark.parametrize("budget,chunk", [(6, 2), (12, 3), (40, 40)])
+def test_token_budget_and_chunked_prefill_match_naive(model, prefix, budget, chunk):
+    """Batches bounded by tokens and long rows run a few columns at a time give the reference scores."""
+    suffixes = [[30 + i for i in range(n)] for n in (1, 9, 3, 17, 2, 5)]
+    conts = [[20], [21, 22, 23], [24, 25]]
+    fast = score_continuations(model, prefix, suffixes, conts, batch_size=4, max_batch_tokens=budget,
+                               prefill_chunk=chunk)
+    slow = score_continuations_naive(model, prefix, suffixes, conts)
+    np.testing.assert_allclose(fast, slow, atol=1e-4)
+
+
+def test_token_budget_puts_a_long_row_alone(model):
+    """One long suffix among short ones: it forms its own batch, the short ones still share batches."""
+    seen = []
+    suffixes = [[2, 3]] * 5 + [list(range(2, 60))] + [[4, 5]] * 5
+    score_continuations(model, [1], suffixes, [[6]], batch_size=8, max_batch_tokens=32, on_batch=seen.append)
+    assert seen == [1, 8, 2]  # the long row alone first (longest first), then the ten short ones by 8

@@ -121,6 +121,8 @@ def validate(config: Annotated[Path, typer.Argument(help="Experiment YAML to che
     session = Session.from_file(config, announce=False)
     out.print(f"{config}: valid · {session.task().summary()} · strategies: "
               f"{', '.join(s.id for s in session.config.strategies)}", highlight=False)
+    for line in session.longest_inputs():
+        out.print(line, highlight=False, soft_wrap=True)
 
 
 def _load_commands() -> None:

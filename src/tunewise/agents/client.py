@@ -7,11 +7,11 @@
 
 `create` renders AutoGen's messages with the backend's chat template (system messages merged into one,
 other agents' messages as user turns prefixed with their name, tool results as user turns, consecutive
-turns of one role merged, oldest turns dropped when the context window is full), generates, and returns a
-`CreateResult` with `RequestUsage` counted by the backend's tokenizer. Tools follow the JSON convention
-of `toolcall.py`: when the model answers with `{"tool": ..., "arguments": {...}}` naming a given tool,
-the result holds `FunctionCall`s; otherwise plain text. `create_stream` yields the finished text in word
-chunks (backends have no token streaming yet) and then the `CreateResult`.
+turns of one role merged, oldest turns dropped when the context window is full, then the end of the longest
+message cut), generates, and returns a `CreateResult` with `RequestUsage` counted by the backend's tokenizer.
+Tools follow the JSON convention of `toolcall.py`: when the model answers with `{"tool": ..., "arguments":
+{...}}` naming a given tool, the result holds `FunctionCall`s; otherwise plain text. `create_stream` yields
+the finished text in word chunks (backends have no token streaming yet) and then the `CreateResult`.
 
 Concurrent calls from agents running in one event loop are batched into one `backend.generate` (greedy
 results may differ in the last digits from unbatched ones because of padding). Every call is also
@@ -47,6 +47,7 @@ from autogen_core.models import (
 from autogen_core.tools import Tool, ToolSchema
 
 from tunewise.agents.toolcall import ToolSpec, parse_tool_calls, tools_prompt
+from tunewise.backends.context import Limit, fit_messages
 
 _LOCKS: weakref.WeakKeyDictionary[Any, threading.Lock] = weakref.WeakKeyDictionary()
 _LOCKS_GUARD = threading.Lock()
@@ -202,12 +203,9 @@ class TunewiseChatClient(ChatCompletionClient):
             extra.append("Reply with a single JSON object" + (f" matching this schema: {json.dumps(schema)}"
                                                               if schema else "") + ".")
         chat = to_chat(messages, "\n\n".join(extra))
-        prompt = self.backend.render(chat, add_generation_prompt=True)
-        # Too long for the model: drop the oldest turns after the system message, keep the last one.
-        while self.backend.count_tokens(prompt) + max_new_tokens > self.context_window and len(chat) > 2:
-            del chat[1 if chat[0]["role"] == "system" else 0]
-            prompt = self.backend.render(chat, add_generation_prompt=True)
-        return prompt
+        limit = Limit(self.context_window - max_new_tokens, "truncate", f"the context of {self.context_window}")
+        return fit_messages(self.backend, chat, lambda c: self.backend.render(c, add_generation_prompt=True),
+                            limit)[0]
 
     def _batcher_here(self) -> GenerationBatcher:
         loop = asyncio.get_running_loop()

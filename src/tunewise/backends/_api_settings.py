@@ -50,6 +50,9 @@ class ApiSettings(Strict):
             return "auto" if text == "auto" else text in ("true", "1", "yes")
         raise ValueError("give auto, true or false")
 
+    context_window: int | None = Field(None, gt=0, description="The model's context in tokens (prompt + answer), "
+                                       "when you know it: long inputs are then cut (or refused) by task.long_inputs "
+                                       "before sending; without it the server's own error is reported.")
     top_logprobs: int = Field(20, ge=1, le=100, description="Alternatives per position requested for chat "
                               "label scoring (OpenAI allows at most 20).")
 

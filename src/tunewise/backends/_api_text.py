@@ -155,6 +155,15 @@ def one_hot_logprobs(choice: str, labels: list[str], eps: float = 1e-3) -> list[
     return [math.log(1 - eps) if label == choice else math.log(rest) for label in labels]
 
 
+def render_plain(messages: list[dict[str, str]], add_generation_prompt: bool) -> str:
+    """The plain 'Input:/Output:' prompt of base models (as hf_local.CausalLMBackend.render writes it)."""
+    parts = []
+    for m in messages:
+        prefix = {"system": "", "user": "Input: ", "assistant": "Output: "}.get(m["role"], "")
+        parts.append(f"{prefix}{m['content']}\n" + ("\n" if m["role"] == "assistant" else ""))
+    return "".join(parts) + ("Output:" if add_generation_prompt else "")
+
+
 def response_format(constraint, model: str, chat: bool) -> dict[str, Any] | None:
     """OpenAI's response_format for a JSON constraint (strict json_schema, or json_object). CapabilityError
     when `model` is used through the completions API (no response_format there); UserError for a grammar
@@ -171,3 +180,14 @@ def response_format(constraint, model: str, chat: bool) -> dict[str, Any] | None
         return {"type": "json_object"}
     return {"type": "json_schema", "json_schema": {"name": "answer", "schema": json.loads(constraint.spec),
                                                    "strict": True}}
+
+
+# --- errors -------------------------------------------------------------------------------------
+def context_exceeded(body: object, message: str) -> bool:
+    """Whether a server refused a prompt as longer than the model's context: OpenAI's error code, or the
+    wording of vLLM ("maximum context length"), llama.cpp ("context size") and others."""
+    inner = body.get("error", body) if isinstance(body, dict) else None
+    code = inner.get("code") if isinstance(inner, dict) else None
+    text = message.lower()
+    return code == "context_length_exceeded" or any(
+        p in text for p in ("maximum context length", "context size", "context window", "context_length_exceeded"))

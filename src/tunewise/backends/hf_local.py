@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
@@ -12,7 +11,8 @@ import torch
 
 from tunewise.backends import embedded
 from tunewise.backends.base import Capabilities, CausalBackend, EncoderBackend
-from tunewise.backends.scoring import score_continuations
+from tunewise.backends.context import BATCH_TOKENS, PREFILL_CHUNK, check_prompt, model_context, token_batches
+from tunewise.backends.scoring import cache_kwarg, score_continuations
 from tunewise.errors import UserError
 
 if TYPE_CHECKING:
@@ -51,6 +51,8 @@ def _load(loader: Callable, name: str, **kwargs):
 class CausalLMBackend(CausalBackend):
     """A causal LM: label scoring by log-likelihood, generation, and a trainable copy for fine-tuning."""
 
+    max_batch_tokens = BATCH_TOKENS  # rows x padded prompt tokens per forward pass (see backends/context.py)
+
     def __init__(self, name: str, device: str = "auto", model=None, tokenizer=None):
         from transformers import AutoTokenizer
 
@@ -64,8 +66,7 @@ class CausalLMBackend(CausalBackend):
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model = model if model is not None else self.fresh_model()
         self.model.eval()
-        self._cache_kw = "cache" if "cache" in inspect.signature(self.model.forward).parameters \
-            else "past_key_values"
+        self._cache_kw = cache_kwarg(self.model)
 
     def fresh_model(self):
         """A new copy of the base weights (fine-tuning must never touch the shared model)."""
@@ -87,9 +88,8 @@ class CausalLMBackend(CausalBackend):
 
     @property
     def context_window(self) -> int | None:
-        # a wrapped model (e.g. prompt-learning's VirtualTokensLM) may have no config; not every config has it
-        window = getattr(getattr(self.model, "config", None), "max_position_embeddings", None)
-        return int(window) if window else None
+        # the config's positions and the tokenizer's limit, less a prompt-learning model's virtual tokens
+        return model_context(self.model, self.tokenizer)
 
     # --- prompt formatting -------------------------------------------------------------------
     @property
@@ -132,7 +132,8 @@ class CausalLMBackend(CausalBackend):
         return "", full
 
     def encode(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
+        # verbose=False: a text over the tokenizer's model_max_length is ours to handle (backends/context.py)
+        return self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"] if text else []
 
     def count_tokens(self, text: str) -> int:
         return len(self.encode(text))
@@ -141,10 +142,13 @@ class CausalLMBackend(CausalBackend):
     def score(self, prefix: str, suffixes: Sequence[str], continuations: Sequence[str],
               batch_size: int = 16, on_batch: Callable[[int], None] | None = None) -> np.ndarray:
         """Summed log-probability of each continuation after prefix+suffix: shape (suffixes, continuations)."""
+        head, conts = self.encode(prefix), [self.encode(c) for c in continuations]
+        rows = [self.encode(s) for s in suffixes]
+        if rows:
+            check_prompt(len(head) + max(map(len, rows)), self.context_window, max(map(len, conts), default=0))
         return score_continuations(
-            self.model, self.encode(prefix), [self.encode(s) for s in suffixes],
-            [self.encode(c) for c in continuations], batch_size=batch_size,
-            cache_kw=self._cache_kw, on_batch=on_batch)
+            self.model, head, rows, conts, batch_size=batch_size, cache_kw=self._cache_kw, on_batch=on_batch,
+            max_batch_tokens=self.max_batch_tokens)
 
     @torch.no_grad()
     def generate(self, prompts: Sequence[str], max_new_tokens: int = 64, stop: Sequence[str] = (),
@@ -165,8 +169,11 @@ class CausalLMBackend(CausalBackend):
         stops = [s for s in stop if s] + [self.end_of_turn()]
         sampling = temperature > 0
         results: list[list[tuple[str, int]]] = []
-        for start in range(0, len(prompts), batch_size):
-            batch = list(prompts[start:start + batch_size])
+        lengths = [len(self.encode(p)) for p in prompts]
+        context = self.context_window
+        for group in token_batches(lengths, batch_size, self.max_batch_tokens, n if sampling else 1):
+            check_prompt(max(lengths[i] for i in group), context, max_new_tokens)
+            batch = [prompts[i] for i in group]
             enc = tok(batch, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
             kwargs = {"do_sample": True, "temperature": temperature, "top_p": top_p} if sampling else \
                 {"do_sample": False}
@@ -174,6 +181,8 @@ class CausalLMBackend(CausalBackend):
                 from tunewise.backends.constrained import logits_processor
 
                 kwargs["logits_processor"] = [logits_processor(self.model, tok, constraint)]
+            if enc["input_ids"].shape[1] > PREFILL_CHUNK:  # a long prompt is prefilled a chunk at a time
+                kwargs["prefill_chunk_size"] = PREFILL_CHUNK
             out = self.model.generate(
                 **enc, max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id, stop_strings=stops,
                 tokenizer=tok, num_return_sequences=n if sampling else 1, **kwargs)
@@ -204,6 +213,16 @@ class HFEncoderBackend(EncoderBackend):
         self.path = embedded.resolve(name)
         self.tokenizer = _load(AutoTokenizer.from_pretrained, name)
         self._encoder = None  # the bare encoder for embed(), loaded on first use
+        self._context: int | None = None
+
+    @property
+    def context_window(self) -> int | None:
+        """The encoder's positions (its config) and its tokenizer's limit, in tokens; read once, no weights."""
+        if self._context is None:
+            from transformers import AutoConfig
+
+            self._context = model_context(tokenizer=self.tokenizer, config=_load(AutoConfig.from_pretrained, self.name))
+        return self._context
 
     def classifier(self, labels: Sequence[str]):
         """A fresh sequence classifier over the encoder's weights, with a new head for `labels`."""

@@ -56,6 +56,11 @@ class OpenAIBackend(CausalBackend):
                                          needs_key=True, finetune_api=True, constrained_output=chat)
         self._eot, self._answer = ("", "") if chat else ("\n", " ")
 
+    @property
+    def context_window(self) -> int | None:
+        """The declared context (`context_window` setting), read by backends/context.py; None when unknown."""
+        return self.settings.context_window
+
     @classmethod
     def from_name(cls, name: str) -> OpenAIBackend:
         remote, settings = parse_model_name(name)
@@ -120,6 +125,10 @@ class OpenAIBackend(CausalBackend):
             raise UserError(f"{where}: no answer after {self.settings.max_retries} retries "
                             f"({type(err).__name__}); is the server up? then `tunewise run --resume`") from None
         except (openai.BadRequestError, openai.UnprocessableEntityError) as err:
+            if txt.context_exceeded(getattr(err, "body", None), _message(err)):
+                raise UserError(f"{where}: a prompt is longer than the model's context (server: {_message(err)}); "
+                                "declare the context with ?context_window=N on the model name so long inputs are "
+                                "cut by task.long_inputs, or set task.max_input_tokens") from None
             raise ApiRequestError(f"{where}: request rejected ({err.status_code}): {_message(err)}") from None
 
     def _map(self, fn: Callable[[Any], Any], items: Sequence[Any], on_batch: Callable[[int], None] | None):
@@ -163,11 +172,7 @@ class OpenAIBackend(CausalBackend):
     def render(self, messages, add_generation_prompt: bool) -> str:
         if self.settings.mode == "chat":
             return txt.render_lines(messages)
-        parts = []
-        for m in messages:  # the plain format of local base models (see hf_local.CausalLMBackend.render)
-            prefix = {"system": "", "user": "Input: ", "assistant": "Output: "}.get(m["role"], "")
-            parts.append(f"{prefix}{m['content']}\n" + ("\n" if m["role"] == "assistant" else ""))
-        return "".join(parts) + ("Output:" if add_generation_prompt else "")
+        return txt.render_plain(messages, add_generation_prompt)
 
     def split_prompt(self, shared, query) -> tuple[str, str]:
         if self.settings.mode == "chat":
@@ -193,13 +198,11 @@ class OpenAIBackend(CausalBackend):
         return txt.parse_lines(prompt) if txt.is_lines(prompt) or self.settings.mode == "chat" else None
 
     def _complete(self, prompt: str, max_new_tokens: int, temperature: float, stop: Sequence[str], n: int = 1,
-                  top_p: float | None = None, seed: int | None = None,
-                  response_format: dict | None = None) -> list[tuple[str, int]]:
+                  top_p: float | None = None, seed: int | None = None, **chat: Any) -> list[tuple[str, int]]:
         stops = [s for s in stop if s][:4] or None
         if self.settings.mode == "chat":
             r = self.call("chat", self._chat_body(self._messages(prompt), max_new_tokens, temperature, stop=stops,
-                                                  n=n if n > 1 else None, top_p=top_p, seed=seed,
-                                                  response_format=response_format))
+                                                  n=n if n > 1 else None, top_p=top_p, seed=seed, **chat))
             texts = [(c.get("message") or {}).get("content") or "" for c in r["choices"]]
         else:
             stops = list(dict.fromkeys((stops or []) + ["\n"]))[:4]
@@ -217,10 +220,9 @@ class OpenAIBackend(CausalBackend):
                  batch_size: int = 8, on_batch: Callable[[int], None] | None = None,
                  constraint: Constraint | None = None) -> list[tuple[str, int]]:
         """Greedy answers; when the prompt lists the labels ('Answer with exactly one of: ...') and asks for
-        no reasoning, the answer is parsed onto that label set (constrained parsing). A JSON `constraint`
-        (`constrained.Constraint`) is sent as response_format (chat mode only: CapabilityError otherwise)."""
+        no reasoning, the answer is parsed onto that label set (constrained parsing). A JSON `constraint` goes
+        as response_format (chat mode only: CapabilityError otherwise)."""
         fmt = txt.response_format(constraint, self.name, chat=self.capabilities.constrained_output)
-
         def one(prompt: str) -> tuple[str, int]:
             text, n = self._complete(prompt, max_new_tokens, 0.0, stop, response_format=fmt)[0]
             messages = self._messages(prompt) if txt.is_lines(prompt) else None

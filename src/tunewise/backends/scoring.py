@@ -5,16 +5,28 @@ keep its KV cache, and for each batch of examples run only their suffixes (left-
 prefix, with explicit position ids so padding never shifts positions). Every candidate continuation
 (label) is then scored from a copy of that cache, so each label costs only its own few tokens.
 Continuations of a batch are packed in one row per example (see `_packed_continuations`).
+Memory is bounded by tokens, not by one input's length: batches hold at most `max_batch_tokens` suffix
+tokens (rows x padded width, `context.token_batches`), a wider batch is run `prefill_chunk` columns at a
+time through the KV cache (chunked prefill), and only the last position's logits are computed.
 `score_continuations_naive` is the reference (one full forward per example and label) used by tests.
 """
 
 from __future__ import annotations
 
 import copy
+import inspect
 from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
+
+from tunewise.backends.context import BATCH_TOKENS, PREFILL_CHUNK, token_batches
+
+
+def cache_kwarg(model) -> str:
+    """The name under which `model.forward` takes a KV cache: "cache" (newer transformers models) or
+    "past_key_values"."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
 def _forward(model, cache_kw: str, **kwargs):
@@ -23,6 +35,41 @@ def _forward(model, cache_kw: str, **kwargs):
     out = model(**kwargs, use_cache=True)
     cache = out.get("cache") if "cache" in out else out.get("past_key_values")
     return out.logits, cache
+
+
+def keeps_logits(model) -> bool:
+    """Whether the (innermost) model's forward takes `logits_to_keep`: then only the last position's logits
+    are computed, not width x vocabulary of them. Wrappers (PEFT, virtual tokens) pass it through."""
+    inner = model
+    for _ in range(4):
+        nxt = getattr(inner, "base", None) or (inner.get_base_model() if hasattr(inner, "get_base_model") else None)
+        if nxt is None or nxt is inner:
+            break
+        inner = nxt
+    return "logits_to_keep" in inspect.signature(inner.forward).parameters
+
+
+def _prefill(model, cache_kw: str, ids, mask, pos, cache, chunk: int, keep_last: bool):
+    """Run `ids` (b, width) after the cached prefix, `chunk` columns at a time; return the last position's
+    logits (b, vocab) and the cache. `mask` covers prefix + ids; `pos` are the ids' positions."""
+    past = mask.shape[1] - ids.shape[1]
+    extra = {"logits_to_keep": 1} if keep_last else {}
+    logits = None
+    for c0 in range(0, ids.shape[1], chunk):
+        c1 = min(c0 + chunk, ids.shape[1])
+        logits, cache = _forward(model, cache_kw, input_ids=ids[:, c0:c1], attention_mask=mask[:, :past + c1],
+                                 position_ids=pos[:, c0:c1], cache=cache, **extra)
+    return logits[:, -1], cache
+
+
+def _prefix_state(model, cache_kw: str, prefix: Sequence[int], device, chunk: int, keep_last: bool):
+    """(last position's logits (1, vocab), KV cache) of the shared prefix, prefilled `chunk` tokens at a time;
+    (None, None) without a prefix."""
+    if not prefix:
+        return None, None
+    ids = torch.tensor([list(prefix)], device=device)
+    return _prefill(model, cache_kw, ids, torch.ones_like(ids), torch.arange(len(prefix), device=device)[None],
+                    None, chunk, keep_last)
 
 
 @torch.no_grad()
@@ -35,25 +82,28 @@ def score_continuations(
     cache_kw: str = "cache",
     pad_id: int = 0,
     on_batch: Callable[[int], None] | None = None,
+    max_batch_tokens: int = BATCH_TOKENS,
+    prefill_chunk: int = PREFILL_CHUNK,
 ) -> np.ndarray:
-    """Return log P(continuation | prefix + suffix) summed over tokens, shape (len(suffixes), len(conts))."""
+    """Return log P(continuation | prefix + suffix) summed over tokens, shape (len(suffixes), len(conts)).
+
+    At most `batch_size` suffixes and `max_batch_tokens` suffix tokens (rows x padded width) per batch; wider
+    batches run `prefill_chunk` columns at a time."""
     device = next(model.parameters()).device
+    keep_last = keeps_logits(model)
     n_cont = len(continuations)
     if any(len(c) == 0 for c in continuations):
         raise ValueError("every continuation needs at least one token")
     scores = np.zeros((len(suffixes), n_cont), dtype=np.float64)
-    prefix_cache, prefix_logits = None, None
-    if prefix:
-        prefix_logits, prefix_cache = _forward(
-            model, cache_kw, input_ids=torch.tensor([list(prefix)], device=device))
-        prefix_logits = prefix_logits[:, -1]
     p_len = len(prefix)
+    prefix_logits, prefix_cache = _prefix_state(model, cache_kw, prefix, device,
+                                                max(1, min(prefill_chunk, max_batch_tokens)), keep_last)
     # Longest first: similar lengths share a batch (dynamic padding), and memory peaks early.
     order = sorted(range(len(suffixes)), key=lambda i: -len(suffixes[i]))
     cont_len = max(len(c) for c in continuations)
     first = torch.tensor([c[0] for c in continuations], device=device)
-    for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
+    for group in token_batches([len(suffixes[i]) for i in order], batch_size, max_batch_tokens):
+        idx = [order[g] for g in group]
         b = len(idx)
         ids, smask = _left_padded([suffixes[i] for i in idx], pad_id, device)
         width = ids.shape[1]
@@ -64,9 +114,8 @@ def score_continuations(
             cache.batch_repeat_interleave(b)
         if width:
             pos = (p_len + smask.cumsum(1) - 1).clamp(min=p_len)
-            logits, cache = _forward(model, cache_kw, input_ids=ids, attention_mask=mask,
-                                     position_ids=pos, cache=cache)
-            last = logits[:, -1]
+            chunk = max(1, min(width, prefill_chunk, max_batch_tokens // b))
+            last, cache = _prefill(model, cache_kw, ids, mask, pos, cache, chunk, keep_last)
             # An empty suffix (possible only with a prefix) predicts from the prefix's last position.
             if prefix_logits is not None:
                 empty = smask.sum(1) == 0

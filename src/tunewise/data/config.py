@@ -37,6 +37,13 @@ class TaskConfig(Strict):
     max_train_examples: int | None = Field(None, gt=0, description="Cap on training examples (seeded "
                                            "stratified subsample).")
     max_test_examples: int | None = Field(None, gt=0, description="Cap on test examples (same as --limit).")
+    max_input_tokens: int | None = Field(None, gt=0, description="Most tokens of one prompt (instruction, "
+                                         "demonstrations and the example; the answer's room comes on top). "
+                                         "Default: what the model's context allows.")
+    long_inputs: Literal["truncate", "refuse"] = Field(
+        "truncate", description="An example whose prompt does not fit the model's context (or "
+        "max_input_tokens): truncate cuts the end of the example's own text, keeping the instruction, "
+        "demonstrations and answer, and counts it in the results; refuse stops with an error naming it.")
 
     @model_validator(mode="after")
     def _sizes(self) -> TaskConfig:

@@ -239,7 +239,8 @@ def load_task(cfg: TaskConfig, seed: int = 0, limit: int | None = None) -> Task:
     name = cfg.name or (builtin.name if builtin else Path(default_name).stem)
     instruction = cfg.instruction or shared_system(train + validation + test) or _default_instruction(kind, labels)
     return Task(name=name, kind=kind, train=train, validation=validation, test=test,
-                instruction=instruction, labels=labels)
+                instruction=instruction, labels=labels, max_input_tokens=cfg.max_input_tokens,
+                long_inputs=cfg.long_inputs)
 
 
 def _differ(a: str, b: str) -> bool:

@@ -23,6 +23,8 @@ class Task:
     test: list[Example]
     instruction: str
     labels: list[str] = field(default_factory=list)
+    max_input_tokens: int | None = None  # task.max_input_tokens: cap on prompt tokens (backends/context.py)
+    long_inputs: str = "truncate"  # task.long_inputs: truncate | refuse
 
     @property
     def is_classification(self) -> bool:

@@ -77,6 +77,7 @@ def context(a: Analysis) -> dict[str, Any]:
         "break_evens": [b["sentence"] for b in a.break_evens], "curve_svg": figures.curve(a),
         "forgetting": [(r["strategy"], forgetting_text(r["cost"]["details"]["forgetting"])) for r in a.done
                        if (r["cost"].get("details") or {}).get("forgetting")],
+        "truncated": truncated_inputs(a.done, a.n_test),
         "losses": figures.losses(a), "confusions": [_confusion(r) for r in a.done if r["metrics"].get("confusion")],
         "disagreements": rows, "disagreement_total": total, "strategy_names": list(a.predictions),
         "environment": _environment(a), "prices": _prices(a),
@@ -89,6 +90,19 @@ def _second(a: Analysis) -> str:
     done = a.done
     beside = companions(done[0]["metrics"]) if done else []
     return beside[0] if beside else ("macro_f1" if a.kind == "classification" else "token_f1")
+
+
+def truncated_inputs(done: list[dict[str, Any]], n_test: int) -> list[tuple[str, str]]:
+    """(strategy, 'N of M test inputs' [+ training examples]) for each strategy that cut any input."""
+    out = []
+    for r in done:
+        details = r["cost"].get("details") or {}
+        parts = [f"{details['truncated_inputs']} of {n_test} test inputs"] if details.get("truncated_inputs") else []
+        if details.get("truncated_train_examples"):
+            parts.append(f"{details['truncated_train_examples']} training examples")
+        if parts:
+            out.append((r["strategy"], " and ".join(parts)))
+    return out
 
 
 def COLUMNS(a: Analysis) -> list[dict[str, str]]:  # noqa: N802 - reads as a table definition

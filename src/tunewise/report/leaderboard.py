@@ -67,4 +67,9 @@ def leaderboard(results: list[dict[str, Any]], title: str = "") -> Table:
             name, r["family"], *scores, _params(c),
             f"{c.get('train_seconds', 0):.1f}", f"{1000 * c.get('seconds_per_example', 0):.1f}",
             f"{c.get('prompt_tokens_per_example', 0):.0f}", f"{c.get('peak_rss_mb', 0):.0f}")
+    cut = [(r["strategy"], (r.get("cost") or {}).get("details", {}).get("truncated_inputs") or 0) for r in done]
+    if any(n for _, n in cut):  # a footnote only when some input did not fit
+        table.caption = ("truncated inputs (cut to fit the model's context, task.long_inputs): "
+                         + ", ".join(f"{sid} {n}" for sid, n in cut if n))
+        table.caption_justify = "left"
     return table

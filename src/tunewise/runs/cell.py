@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tunewise.backends.context import count_truncated
 from tunewise.errors import UserError
 from tunewise.evaluation.cost import PeakMemory
 from tunewise.evaluation.metrics import evaluate, per_example_score
@@ -106,6 +107,7 @@ def run_cell(cell: Cell, run_dir: str | Path, config: dict[str, Any], *, stored:
                                   metric=session.config.metric)
         result.cost = cell_cost(ctx.stats, rows, backend, mem.peak_mb, art)
         result.cost["details"].update(extraction_summary(r["trace"] for r in rows))  # reasoning strategies only
+        result.cost["details"]["truncated_inputs"] = count_truncated(r["trace"] for r in rows)  # backends/context.py
     except (UserError, KeyboardInterrupt, SystemExit):
         raise
     except Exception as err:  # a bug or resource failure in one cell must not lose the others

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tunewise.config import ExperimentConfig, dump_config
+from tunewise.data import Task
 from tunewise.errors import UserError
 from tunewise.evaluation.baselines import FAMILY as BASELINE
 from tunewise.evaluation.baselines import baselines
@@ -150,8 +151,11 @@ class Run(Session):
         if result.status == "done":
             self.store.finish_result(self.id, cell.id, result.metrics, result.cost, result.artifact)
             primary = result.metrics[result.metrics["primary"]]
+            cut = result.cost.get("details", {}).get("truncated_inputs")
+            n_test = len(self.task(cell.train_size).test)
             console.print(f"[green]done[/] {cell.id}: {result.metrics['primary']} {primary['value']:.3f} "
-                          f"[{primary['low']:.3f}, {primary['high']:.3f}]")
+                          f"[{primary['low']:.3f}, {primary['high']:.3f}]"
+                          + (f" [yellow]({cut} of {n_test} test inputs truncated to fit the model)[/]" if cut else ""))
         else:
             self.store.fail_result(self.id, cell.id, result.error or "failed")
             self.failures.append(f"{cell.id}: {result.error}")
@@ -218,12 +222,13 @@ class Run(Session):
         row = next((r for r in self.store.results(self.id) if r["strategy"] == cell.id), None)
         return (row or {}).get("backend_kind") or self.strategy(cell.strategy).backend_kind
 
-    def predictor(self, cell: Cell) -> Predictor | None:
+    def predictor(self, cell: Cell, task: Task | None = None) -> Predictor | None:
         """A finished cell's predictor: its saved artifact reloaded; a prompting strategy, which saves nothing
-        to reload, is fitted again (instantly) in a temporary folder; None when a fine-tune's artifact is gone."""
+        to reload, is fitted again (instantly) in a temporary folder; None when a fine-tune's artifact is gone.
+        `task`: the same task with other settings (the server's long_inputs: truncate); default the cell's."""
         strategy = self.strategy(cell.strategy)
         backend = self.backend_for(strategy)
-        task = self.task(cell.train_size)
+        task = task or self.task(cell.train_size)
         predictor = strategy.load(backend, task, self.context(self.dir / "strategies" / cell.id, cell.seed))
         if predictor is None and strategy.family == "prompting":
             with tempfile.TemporaryDirectory(prefix="tunewise-serve-") as tmp:

@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from tunewise.backends.cache import BackendCache
+from tunewise.backends.context import longest_inputs
 from tunewise.config import (
     ExperimentConfig,
     config_to_dict,
@@ -144,6 +145,16 @@ class Session:
         if kind not in strategy.task_kinds:
             raise UserError(f"strategies.{strategy.config.id}: '{strategy.name}' works on "
                             f"{', '.join(strategy.task_kinds)} tasks, not {kind}; remove it or change task.kind")
+
+    def longest_inputs(self) -> list[str]:
+        """For `tunewise validate`: per local model the strategies use, one line with the longest inputs in
+        tokens against its context (tokenizer and config only, no weights) and what task.long_inputs does
+        with those over it."""
+        task = self.task()
+        kinds = {self.strategy(s).backend_kind for s in self.config.strategies}
+        lines = (longest_inputs(self.model_for(kind), task.train + task.validation + task.test, task)
+                 for kind in ("causal", "encoder") if kind in kinds)
+        return [line for line in lines if line]
 
     def backend_for(self, strategy: Strategy):
         """The strategy's backend; CapabilityError when it lacks what the strategy needs."""

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
 
 from tunewise.serve.chat import chat, usage, wait
-from tunewise.serve.errors import ApiError, error_body, json_object
+from tunewise.serve.errors import ApiError, error_body, json_object, refuse_cut
 from tunewise.serve.hub import ModelHub
 from tunewise.serve.schemas import ChatRequest, ClassifyRequest, CompletionRequest
 
@@ -92,6 +92,7 @@ async def classify(hub: ModelHub, req: ClassifyRequest) -> dict[str, Any]:
         raise ApiError(400, f"model '{entry.id}' is not a classification strategy (classify with a strategy "
                        "of a classification run)", "model")
     preds = await wait(hub.predict(entry, req.texts()))
+    refuse_cut(preds, req.truncation, "input")
     data = [{"index": i, "label": p.output, "probabilities": p.scores or {p.output: 1.0}}
             for i, p in enumerate(preds)]
     return {"object": "list", "model": entry.id, "data": data,

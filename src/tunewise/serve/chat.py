@@ -11,10 +11,12 @@ import asyncio
 import math
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
+from tunewise.backends.context import Limit, fit_messages
 from tunewise.serve import lm, sse, toolcalls, toolprompt, tools
-from tunewise.serve.errors import ApiError
+from tunewise.serve.errors import ApiError, context_length_exceeded, refuse_cut
 from tunewise.serve.hub import Entry, ModelHub
 from tunewise.serve.schemas import ChatRequest
 
@@ -30,9 +32,19 @@ def usage(prompt: int, completion: int) -> dict[str, int]:
 def _fits(entry: Entry, prompt_tokens: int, max_tokens: int) -> None:
     limit = entry.backend.context_window
     if limit and prompt_tokens + max_tokens > limit:
-        raise ApiError(400, f"This model's maximum context length is {limit} tokens; the prompt has "
-                       f"{prompt_tokens} and max_tokens asks for {max_tokens} more.", "messages",
-                       "context_length_exceeded")
+        raise context_length_exceeded(prompt_tokens + max_tokens, limit, "messages",
+                                      f"the prompt has {prompt_tokens} and max_tokens asks for {max_tokens} more")
+
+
+def _fit_chat(hub: ModelHub, entry: Entry, messages: list[dict[str, Any]], render: Callable[[list], str],
+              prompt: str, req: ChatRequest) -> str:
+    """With truncation: auto, a conversation over the context loses its oldest turns, then the end of its
+    longest message (backends/context.py), so that the reply fits."""
+    limit = entry.backend.context_window
+    if req.truncation != "auto" or not limit or hub.count(prompt) + req.limit() <= limit:
+        return prompt
+    return fit_messages(hub.counter, messages, render,
+                        Limit(max(limit - req.limit(), 1), "truncate", f"the context of {limit}"))[0]
 
 
 def _chat_logprobs(entries: list[dict[str, Any]] | None, k: int) -> dict[str, Any] | None:
@@ -85,9 +97,11 @@ async def _raw(hub: ModelHub, entry: Entry, req: ChatRequest, meta: dict[str, An
     plan = tools.plan(req)
     toolprompt.check_history(req.messages)
     try:
-        prompt = toolprompt.render(entry.backend, req.messages, plan)
+        converted, render = toolprompt.renderer(entry.backend, req.messages, plan)
+        prompt = render(converted)
     except Exception as err:  # the chat template rejects this conversation
         raise ApiError(400, f"messages: {str(err).splitlines()[0]}", "messages") from None
+    prompt = _fit_chat(hub, entry, converted, render, prompt, req)
     prompt_tokens = hub.count(prompt)
     _fits(entry, prompt_tokens, req.limit())
     if plan.constraint is not None:
@@ -142,6 +156,7 @@ async def _strategy(hub: ModelHub, entry: Entry, req: ChatRequest, meta: dict[st
     if req.n > 1:
         raise ApiError(400, f"n: '{entry.id}' is a strategy with one answer per input; use n = 1", "n")
     pred = (await wait(hub.predict(entry, [users[-1]])))[0]
+    refuse_cut([pred], req.truncation, "messages")
     counts = usage(pred.prompt_tokens, pred.completion_tokens)
     if req.stream:
         include = (req.stream_options or {}).get("include_usage")

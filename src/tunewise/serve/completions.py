@@ -9,8 +9,9 @@ import time
 import uuid
 from typing import Any
 
+from tunewise.backends.context import cut_text
 from tunewise.serve import lm, sse
-from tunewise.serve.errors import ApiError
+from tunewise.serve.errors import ApiError, context_length_exceeded, refuse_cut
 from tunewise.serve.schemas import CompletionRequest
 
 
@@ -48,6 +49,7 @@ async def complete(hub, req: CompletionRequest) -> Any:
             raise ApiError(400, f"'{entry.id}' is a strategy: it answers each prompt once, without echo or "
                            "logprobs (use /v1/classify for label probabilities)", "model")
         preds = await asyncio.wrap_future(hub.predict(entry, prompts))
+        refuse_cut(preds, req.truncation, "prompt")
         usage = _usage(sum(p.prompt_tokens for p in preds), sum(p.completion_tokens for p in preds))
         if req.stream:
             return sse.response(sse.whole(chunk, preds[0].output, "stop", usage if (req.stream_options or {})
@@ -58,11 +60,13 @@ async def complete(hub, req: CompletionRequest) -> Any:
         raise ApiError(400, "max_tokens: 0 is allowed only with echo: true (scoring the prompt)", "max_tokens")
     params = lm.Params(req.max_tokens, 1.0 if req.temperature is None else req.temperature, req.top_p or 1.0,
                        tuple(req.stop or ()), req.n, req.logprobs, req.seed)
-    counts = [hub.count(p) for p in prompts]
     limit = entry.backend.context_window
+    if limit and req.truncation == "auto":  # keep the END of a long prompt, where it continues (as vLLM does)
+        prompts = [cut_text(hub.counter, p, max(limit - req.max_tokens, 1), keep="end") for p in prompts]
+    counts = [hub.count(p) for p in prompts]
     if limit and max(counts) + req.max_tokens > limit:
-        raise ApiError(400, f"This model's maximum context length is {limit} tokens; a prompt has {max(counts)} "
-                       f"and max_tokens asks for {req.max_tokens} more.", "prompt", "context_length_exceeded")
+        raise context_length_exceeded(max(counts) + req.max_tokens, limit, "prompt", f"a prompt has {max(counts)} "
+                                      f"tokens and max_tokens asks for {req.max_tokens} more")
     if req.stream:
         from transformers import TextIteratorStreamer
 

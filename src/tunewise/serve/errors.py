@@ -31,6 +31,25 @@ def not_found(model: str, known: list[str]) -> ApiError:
                     "model_not_found")
 
 
+def context_length_exceeded(tokens: int, limit: int, param: str, why: str = "") -> ApiError:
+    """OpenAI's 400 for an input longer than the model's context (code context_length_exceeded)."""
+    return ApiError(400, f"This model's maximum context length is {limit} tokens{f' ({why})' if why else ''}; "
+                    f"the input needs {tokens}. Shorten it, or send \"truncation\": \"auto\" to cut it to fit.",
+                    param, "context_length_exceeded")
+
+
+def refuse_cut(preds, truncation: str, param: str) -> None:
+    """A strategy cut an input to fit (its trace says so: backends/context.py): a 400 unless the client
+    asked for truncation."""
+    if truncation == "auto":
+        return
+    for i, p in enumerate(preds):
+        cut = next((s for s in p.trace or () if isinstance(s, dict) and s.get("step") == "truncated"), None)
+        if cut:
+            where = f"{param}[{i}]" if len(preds) > 1 else param
+            raise context_length_exceeded(cut["prompt_tokens"], cut["limit"], where, cut.get("why", ""))
+
+
 async def json_object(request) -> dict[str, Any]:
     """The request body as a JSON object, whatever the Content-Type; otherwise an OpenAI-shaped 400."""
     try:

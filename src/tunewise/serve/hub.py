@@ -14,6 +14,7 @@ concurrent requests. Nothing here parses a config or loads a model: the run API 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import re
 import time
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tunewise.backends.context import token_batches
 from tunewise.data import Example
 from tunewise.errors import UserError
 from tunewise.foundation import base_id  # the name the base model is served under
@@ -63,7 +65,10 @@ class ModelHub:
         try:
             results = {r["strategy"]: r for r in self.run.store.results(self.run.id)}
             self.run_dir, self.run_id, self.log = Path(run_dir), self.run.id, log
-            self.config, self.task = self.run.config, self.run.task()
+            # Served strategies cut a too-long input and say so in its trace; each request then decides
+            # (`truncation`): a 400 context_length_exceeded, or the answer on the cut input (serve/errors.py).
+            self.config = self.run.config
+            self.task = dataclasses.replace(self.run.task(), long_inputs="truncate")
             selected = [self.run.cell(c.id) for c in self._select(strategies, results)]
             kinds = {cell.id: self.run.backend_kind(cell) for cell in selected}  # as the store recorded it
         finally:
@@ -121,7 +126,7 @@ class ModelHub:
             self.entries[cell.id] = Entry(cell.id, "strategy", predictor, adapter=name, labels=labels, info=info)
             return
         with self._active(None):
-            predictor = self.run.predictor(cell)  # its saved fit; prompting strategies are fitted again
+            predictor = self.run.predictor(cell, self.task)  # its saved fit; prompting strategies are fitted again
         if predictor is None:
             self.log(f"not serving {cell.id}: no saved artifact in {art}")
             return
@@ -158,7 +163,12 @@ class ModelHub:
 
     def count(self, text: str) -> int:
         """Tokens of a raw model's prompt (event-loop thread)."""
-        return len(self._counter(text, add_special_tokens=False)["input_ids"])
+        return len(self._counter(text, add_special_tokens=False, verbose=False)["input_ids"])
+
+    @property
+    def counter(self):
+        """The event loop's own tokenizer copy (to count and cut prompts there)."""
+        return self._counter
 
     def private_backend(self):
         """The base backend with its own tokenizer copy, for another thread (the fine-tuning jobs)."""
@@ -197,8 +207,14 @@ class ModelHub:
 
     def generate(self, entry: Entry, prompt: str, params: lm.Params) -> Future:
         def run(prompts: list[str]) -> list[list[lm.Choice]]:
+            # Requests queued together run in groups bounded by tokens, not only by count: one long prompt
+            # does not multiply the padded width of all the others (backends/context.py).
+            lengths = [entry.backend.count_tokens(p) for p in prompts]  # this thread's tokenizer
+            out: list[list[lm.Choice]] = []
             with self._active(entry):
-                return lm.generate(entry.backend, prompts, params)
+                for group in token_batches(lengths, len(prompts), entry.backend.max_batch_tokens, params.n):
+                    out += lm.generate(entry.backend, [prompts[i] for i in group], params)
+            return out
 
         return self.worker.submit(("generate", entry.id, params), run, prompt)
 

@@ -9,6 +9,9 @@ from typing import Any
 
 import torch
 
+from tunewise.backends.context import PREFILL_CHUNK
+from tunewise.backends.scoring import cache_kwarg
+
 
 @dataclass(frozen=True)
 class Params:
@@ -55,6 +58,7 @@ def _kwargs(backend, p: Params) -> dict[str, Any]:
         from tunewise.backends.constrained import logits_processor
 
         kw["logits_processor"] = [logits_processor(backend.model, tok, p.constraint)]
+    kw["prefill_chunk_size"] = PREFILL_CHUNK  # a long prompt is prefilled a chunk at a time (backends/context.py)
     return kw
 
 
@@ -121,17 +125,23 @@ def prompt_logprobs(backend, prompt: str, k: int) -> dict[str, Any]:
     if not ids:
         return {"tokens": [], "token_logprobs": [], "top_logprobs": [], "text_offset": []}
     device = next(model.parameters()).device
-    logits = model(input_ids=torch.tensor([ids], device=device)).logits[0].float()
-    logp = torch.log_softmax(logits, dim=-1)
     tokens = [prompt[s:e] for s, e in spans]
     out = {"tokens": tokens, "token_logprobs": [None], "top_logprobs": [None], "text_offset": [s for s, _ in spans]}
-    for i in range(1, len(ids)):
-        out["token_logprobs"].append(float(logp[i - 1, ids[i]]))
-        if k:
-            values, top = torch.topk(logp[i - 1], k)
-            out["top_logprobs"].append({tok.decode([int(t)]): float(v) for v, t in zip(values, top, strict=True)})
-        else:
-            out["top_logprobs"].append(None)
+    cache, cache_kw = None, cache_kwarg(model)
+    for start in range(0, len(ids), PREFILL_CHUNK):  # a chunk at a time: logits are chunk x vocabulary
+        end = min(start + PREFILL_CHUNK, len(ids))
+        o = model(input_ids=torch.tensor([ids[start:end]], device=device), use_cache=True,
+                  **{cache_kw: cache})
+        cache = o.get("cache") if "cache" in o else o.get("past_key_values")
+        logp = torch.log_softmax(o.logits[0].float(), dim=-1)
+        for i in range(start + 1, min(end + 1, len(ids))):  # token i is predicted at position i - 1
+            row = logp[i - 1 - start]
+            out["token_logprobs"].append(float(row[ids[i]]))
+            if k:
+                values, top = torch.topk(row, k)
+                out["top_logprobs"].append({tok.decode([int(t)]): float(v) for v, t in zip(values, top, strict=True)})
+            else:
+                out["top_logprobs"].append(None)
     return out
 
 

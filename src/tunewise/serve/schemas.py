@@ -34,7 +34,13 @@ def _stops(value: Any) -> Any:
     return value
 
 
-class Sampling(Lenient):
+class Truncation(Lenient):
+    truncation: Literal["auto", "disabled"] = Field(
+        "disabled", description="An input longer than the model's context: 'disabled' answers 400 "
+        "context_length_exceeded (as OpenAI and vLLM do); 'auto' cuts it to fit (as OpenAI's Responses API).")
+
+
+class Sampling(Truncation):
     model: str = Field(min_length=1)
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, gt=0, le=1)
@@ -72,7 +78,7 @@ class CompletionRequest(Sampling):
         return [self.prompt] if isinstance(self.prompt, str) else self.prompt
 
 
-class ClassifyRequest(Lenient):
+class ClassifyRequest(Truncation):
     model: str = Field(min_length=1)
     input: str | list[str] = Field(min_length=1)
 

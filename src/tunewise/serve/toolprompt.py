@@ -9,6 +9,7 @@ text in the same format: calls inside the assistant turn, results as a user turn
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from tunewise.serve.tools import CLOSE, OPEN, OutputPlan, bad
@@ -107,11 +108,23 @@ def check_history(messages) -> None:
                           f"messages[{i}].tool_call_id")
 
 
-def render(backend, messages, plan_: OutputPlan) -> str:
-    """The prompt for a raw model: the chat template over the converted messages (and tools, when native)."""
+def renderer(backend, messages, plan_: OutputPlan) -> tuple[list[dict[str, Any]], Callable[[list], str]]:
+    """The converted messages, and what renders such a list as the raw model's prompt: the chat template over
+    them (and the tools, when the template knows them). Separate, so a conversation cut to fit the context
+    (`backends.context.fit_messages`) is rendered the same way."""
     native = knows_tools(backend.tokenizer)
-    converted = chat_messages(messages, plan_, native)
-    if native:
-        return backend.tokenizer.apply_chat_template(converted, tools=list(plan_.tools) or None, tokenize=False,
-                                                     add_generation_prompt=True)
-    return backend.render(converted, add_generation_prompt=True)
+    tools = list(plan_.tools) or None
+
+    def render_(converted: list[dict[str, Any]]) -> str:
+        if native:
+            return backend.tokenizer.apply_chat_template(converted, tools=tools, tokenize=False,
+                                                         add_generation_prompt=True)
+        return backend.render(converted, add_generation_prompt=True)
+
+    return chat_messages(messages, plan_, native), render_
+
+
+def render(backend, messages, plan_: OutputPlan) -> str:
+    """The prompt for a raw model (`renderer`'s function over the converted messages)."""
+    converted, render_ = renderer(backend, messages, plan_)
+    return render_(converted)

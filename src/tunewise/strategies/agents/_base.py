@@ -9,12 +9,14 @@ answer could be read; the output is then "" and scored wrong) and the number of 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Annotated, Literal
 
 from pydantic import Field
 
 from tunewise.agents.team import TeamSpec, run_teams
+from tunewise.backends.context import fit_text, limit_for, name_of
 from tunewise.data import Example, Task
 from tunewise.strategies.base import Prediction, Predictor, StrategyConfig
 from tunewise.strategies.prompting._extract import extraction_step, extractor_for
@@ -69,18 +71,39 @@ class TeamPredictor(Predictor):
                 ) -> list[Prediction]:
         if not examples:
             return []
-        runs = run_teams(self.backend, [self.build(e) for e in examples], concurrency=self.concurrency,
-                         on_done=on_batch)
+        fitted = [self._fit(e) for e in examples]
+        runs = run_teams(self.backend, [job for job, _ in fitted], concurrency=self.concurrency, on_done=on_batch)
         preds = []
-        for run in runs:
+        for run, (_, cut) in zip(runs, fitted, strict=True):
             raw = run.final_text(self.answer_from)
             extracted = self.extract(raw) if raw.strip() else None
             final = {"step": "answer", "agent": "tunewise", "kind": "answer", "content": extracted or "",
                      "tokens": {"prompt": 0, "completion": 0}, "turns": len(run.agent_messages),
                      "stop_reason": run.stop_reason, **extraction_step(raw, extracted)}
             preds.append(Prediction(output=extracted or "", prompt_tokens=run.prompt_tokens,
-                                    completion_tokens=run.completion_tokens, trace=run.trace() + [final]))
+                                    completion_tokens=run.completion_tokens,
+                                    trace=([cut] if cut else []) + run.trace() + [final]))
         return preds
+
+    def _fit(self, example: Example) -> tuple[tuple[TeamSpec, str], dict | None]:
+        """The team and its task message, the example's input cut by `task.long_inputs` so that every role's
+        first call (its system message, the task message and its longest reply) fits the model. Later turns
+        that outgrow the context are the model client's to trim (agents/client.py)."""
+        spec, _ = self.build(example)
+        longest = max((r.max_new_tokens or spec.max_new_tokens for r in spec.roles), default=spec.max_new_tokens)
+
+        speakers = [r for r in spec.roles if r.function is None]  # the roles that call the model
+
+        def measure(text: str) -> int:
+            _, message = self.build(dataclasses.replace(example, input=text))
+            first = [{"role": "user", "content": message}]
+            return max((self.backend.count_tokens(self.backend.render(
+                ([{"role": "system", "content": r.system}] if r.system else []) + first, add_generation_prompt=True))
+                for r in speakers), default=0)
+
+        limit = limit_for(self.backend.context_window, self.task, longest)
+        text, cut = fit_text(self.backend, limit, name_of(example), example.input, measure)
+        return (self.build(dataclasses.replace(example, input=text)) if cut else self.build(example)), cut
 
 
 def team_stats(spec: TeamSpec) -> dict:

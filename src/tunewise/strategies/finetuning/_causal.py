@@ -6,6 +6,7 @@ from pathlib import Path
 
 from pydantic import Field, field_validator
 
+from tunewise.backends.context import Limit, fit_text, limit_for, name_of
 from tunewise.data import Example, Task
 from tunewise.data.splits import cap
 from tunewise.strategies.finetuning._train import TrainConfig
@@ -47,22 +48,41 @@ def shared_messages(task: Task) -> list[dict[str, str]]:
 
 
 def encode_examples(backend, task: Task, examples: list[Example], max_length: int,
-                    shared: list[dict[str, str]] | None = None) -> list[dict]:
+                    shared: list[dict[str, str]] | None = None, stats: dict | None = None) -> list[dict]:
     """input_ids = prompt + answer; labels mask the prompt with -100 so only the answer is learned.
 
-    `shared` replaces the default system message (e.g. none at all for plain instruction tuning)."""
+    `shared` replaces the default system message (e.g. none at all for plain instruction tuning). A sequence
+    longer than max_length (or the model's context) loses the end of the example's input, never the
+    instruction nor the answer (an answer that would leave no room keeps half the sequence); over the context
+    `task.long_inputs: refuse` stops instead (backends/context.py). `stats` gets truncated_train_examples."""
     shared = shared_messages(task) if shared is None else shared
     eot = backend.end_of_turn()
-    rows = []
+    context = backend.context_window
+    length = min(max_length, context) if context else max_length
+    rows, cut = [], 0
     for ex in examples:
-        prompt = backend.render(shared + [{"role": "user", "content": ex.input}], add_generation_prompt=True)
-        p_ids = backend.encode(prompt)
+        def measure(text: str) -> int:
+            return backend.count_tokens(backend.render(shared + [{"role": "user", "content": text}],
+                                                       add_generation_prompt=True))
+
         a_ids = backend.encode(backend.answer_prefix() + ex.target + eot)
-        keep = max(max_length - len(a_ids), 1)
-        p_ids = p_ids[-keep:]  # cut the input from the left, never the answer
+        if length - len(a_ids) <= measure(""):  # the answer leaves no room for the input: it keeps half
+            a_ids = a_ids[:max(length // 2, 1)]
+        policy = limit_for(context, task, len(a_ids))
+        if policy.policy == "refuse":
+            fit_text(backend, policy, name_of(ex), ex.input, measure)  # raises when over the context or the cap
+        room, why = length - len(a_ids), f"the strategy's max_length = {max_length}"
+        if policy.tokens is not None and policy.tokens < room:
+            room, why = policy.tokens, policy.why
+        text, step = fit_text(backend, Limit(room, "truncate", why), name_of(ex), ex.input, measure)
+        cut += step is not None
+        p_ids = backend.encode(backend.render(shared + [{"role": "user", "content": text}],
+                                              add_generation_prompt=True))
         ids = p_ids + a_ids
         rows.append({"input_ids": ids, "attention_mask": [1] * len(ids),
                      "labels": [IGNORE] * len(p_ids) + a_ids})
+    if stats is not None:
+        stats["truncated_train_examples"] = stats.get("truncated_train_examples", 0) + cut
     return rows
 
 

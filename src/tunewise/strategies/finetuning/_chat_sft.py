@@ -99,8 +99,9 @@ def train_lora_on_chats(backend, conversations: list[list[dict]], validation: li
 
     cfg = LoraConfig(**{"max_length": 512, **hyper, "name": "lora", "id": out_dir.name,
                         "early_stopping_patience": None, "forgetting": False})
-    rows = [r for r in (encode_conversation(backend, c, cfg.max_length) for c in conversations) if r]
-    eval_rows = [r for r in (encode_conversation(backend, c, cfg.max_length) for c in validation) if r]
+    length = min(cfg.max_length, backend.context_window or cfg.max_length)  # never past the model's context
+    rows = [r for r in (encode_conversation(backend, c, length) for c in conversations) if r]
+    eval_rows = [r for r in (encode_conversation(backend, c, length) for c in validation) if r]
     if not rows:
         raise ValueError("no example has an assistant turn to learn")
     seed_everything(seed)

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tunewise.backends.context import Limit, limit_for, name_of, record, too_long
 from tunewise.data import Example, Task
 from tunewise.errors import UserError
 from tunewise.strategies.base import FitContext, Prediction, Predictor
@@ -20,10 +21,43 @@ from tunewise.strategies.finetuning._train import TrainConfig, seed_everything, 
 RowsHook = Callable[[object, Task, list[Example], int], tuple[list[dict], list[dict]]]
 
 
+def input_limit(context: int | None, task: Task | None, max_length: int) -> tuple[Limit, Limit]:
+    """(what the policy guards: the encoder's `context_window` in tokens and task.max_input_tokens; what inputs
+    are cut to: that, or the strategy's max_length when smaller). Cutting to max_length is counted, never
+    refused."""
+    policy = limit_for(context, task)
+    if policy.tokens is not None and policy.tokens <= max_length:
+        return policy, policy
+    return policy, Limit(max_length, policy.policy, f"the strategy's max_length = {max_length}")
+
+
+def token_lengths(tokenizer, examples: Sequence[Example], policy: Limit) -> list[int]:
+    """Each input's tokens (special tokens included); raises InputTooLong under `refuse` for one over the limit."""
+    lengths = [len(ids) for ids in tokenizer([e.input for e in examples], verbose=False)["input_ids"]]
+    for e, n in zip(examples, lengths, strict=True):
+        if policy.policy == "refuse" and policy.tokens is not None and n > policy.tokens:
+            raise too_long(name_of(e), n, policy)
+    return lengths
+
+
+def count_cut(context: int | None, tokenizer, task: Task, examples: Sequence[Example], max_length: int
+              ) -> tuple[int, int]:
+    """(the length training inputs are cut to, how many of `examples` are longer) for `ctx.stats`."""
+    policy, cut = input_limit(context, task, max_length)
+    return cut.tokens or max_length, sum(n > (cut.tokens or max_length)
+                                         for n in token_lengths(tokenizer, examples, policy))
+
+
 class EncoderPredictor(Predictor):
-    def __init__(self, model, tokenizer, labels: list[str], max_length: int, batch_size: int = 32):
+    """Class probabilities of a sequence classifier; inputs longer than `max_length` or the encoder's
+    `context` (its backend's `context_window`, tokens) are cut and counted, or refused under task.long_inputs."""
+
+    def __init__(self, model, tokenizer, labels: list[str], max_length: int, batch_size: int = 32,
+                 task: Task | None = None, context: int | None = None):
         self.model, self.tokenizer, self.labels = model.eval(), tokenizer, labels
-        self.max_length, self.batch_size = max_length, batch_size
+        self.batch_size = batch_size
+        self.policy, self.cut = input_limit(context, task, max_length)
+        self.max_length = self.cut.tokens or max_length
 
     @torch.no_grad()
     def predict(self, examples: Sequence[Example], on_batch: Callable[[int], None] | None = None
@@ -32,14 +66,16 @@ class EncoderPredictor(Predictor):
         preds = []
         for start in range(0, len(examples), self.batch_size):
             batch = examples[start:start + self.batch_size]
+            full = token_lengths(self.tokenizer, batch, self.policy)
             enc = self.tokenizer([e.input for e in batch], padding=True, truncation=True,
                                  max_length=self.max_length, return_tensors="pt").to(device)
             probs = torch.softmax(self.model(**enc).logits.float(), dim=-1).cpu().numpy()
             lengths = enc["attention_mask"].sum(1).tolist()
-            for row, n in zip(probs, lengths, strict=True):
+            for e, row, n, total in zip(batch, probs, lengths, full, strict=True):
+                cut = [record(name_of(e), total, int(n), self.cut)] if total > n else None
                 preds.append(Prediction(output=self.labels[int(np.argmax(row))],
                                         scores=dict(zip(self.labels, map(float, row), strict=True)),
-                                        prompt_tokens=int(n), completion_tokens=0))
+                                        prompt_tokens=int(n), completion_tokens=0, trace=cut))
             if on_batch:
                 on_batch(len(batch))
         return preds
@@ -49,7 +85,7 @@ def encode_rows(tokenizer, examples: list[Example], labels: list[str], max_lengt
     if not examples:  # e.g. a task without a validation split
         return []
     index = {label: i for i, label in enumerate(labels)}
-    enc = tokenizer([e.input for e in examples], truncation=True, max_length=max_length)
+    enc = tokenizer([e.input for e in examples], truncation=True, max_length=max_length, verbose=False)
     return [{"input_ids": ids, "attention_mask": mask, "labels": index[e.target]}
             for ids, mask, e in zip(enc["input_ids"], enc["attention_mask"], examples, strict=True)]
 
@@ -88,11 +124,14 @@ def fit_classifier(backend, task: Task, ctx: FitContext, cfg: TrainConfig, prepa
     seed_everything(ctx.seed)
     tok = backend.tokenizer
     examples = training_split(task, cfg.max_train_examples, ctx.seed)
-    train_rows, eval_rows = (rows or labelled_rows)(tok, task, examples, cfg.max_length)
+    # inputs are cut to the strategy's max_length or the encoder's context, whichever is shorter (counted)
+    length, ctx.stats["truncated_train_examples"] = count_cut(backend.context_window, tok, task, examples,
+                                                              cfg.max_length)
+    train_rows, eval_rows = (rows or labelled_rows)(tok, task, examples, length)
     model = backend.classifier(task.labels)
     if prepare is not None:
         model = prepare(model)
-    predictor = EncoderPredictor(model, tok, task.labels, cfg.max_length)
+    predictor = EncoderPredictor(model, tok, task.labels, cfg.max_length, task=task, context=backend.context_window)
     pristine = list(callbacks or [])
 
     def attempt(attempt_rows: list[dict], c: TrainConfig, cx: FitContext):
@@ -115,4 +154,5 @@ def load_classifier(backend, task: Task, ctx: FitContext, cfg: TrainConfig) -> P
     if not (path / "config.json").is_file():
         return None
     model = AutoModelForSequenceClassification.from_pretrained(path).to(backend.device)
-    return EncoderPredictor(model, backend.tokenizer, task.labels, cfg.max_length)
+    return EncoderPredictor(model, backend.tokenizer, task.labels, cfg.max_length, task=task,
+                            context=backend.context_window)

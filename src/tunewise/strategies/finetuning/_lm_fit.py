@@ -57,7 +57,8 @@ def train_causal(model, backend, task, ctx, cfg, how: CausalFit) -> None:
     that collapses to one label is retrained with the remedies of `_collapse.py` (`how.callbacks` are copied
     per attempt, so a schedule such as gradual unfreezing starts afresh); `ctx.stats['collapse']` says so."""
     split = _causal.training_split(task, cfg.max_train_examples, ctx.seed)
-    train_rows = _causal.encode_examples(backend, task, split, cfg.max_length, how.shared)
+    train_rows = _causal.encode_examples(backend, task, split, cfg.max_length, how.shared,
+                                         stats=ctx.stats)
     eval_rows = _causal.encode_examples(backend, task, task.validation, cfg.max_length, how.shared)
     ctx.stats["response_tokens"] = sum(sum(t != _causal.IGNORE for t in r["labels"]) for r in train_rows)
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import Field, ValidationError, field_validator
 
+from tunewise.backends.context import count_truncated
 from tunewise.errors import UserError
 from tunewise.registry import register
 from tunewise.strategies.base import FitContext, Strategy
@@ -146,6 +147,8 @@ class Distill(Strategy):
         teacher, teacher_stats = ctx.nested(c.teacher, task, c.teacher_model, "teacher", f"{c.id}.teacher")
         train_preds, _ = _timed_predict(teacher, train_examples)
         val_preds, latency = _timed_predict(teacher, task.validation or train_examples[:32])
+        # the teacher's prompts follow task.long_inputs too: inputs it saw cut are counted
+        teacher_stats["truncated_inputs"] = count_truncated(p.trace for p in train_preds + val_preds)
         return soft_labels(train_preds, task.labels), soft_labels(val_preds, task.labels), val_preds, latency, \
             teacher_stats
 

@@ -6,9 +6,11 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from tunewise.backends.context import fit_text, limit_for, name_of
 from tunewise.data import Example, Task
 from tunewise.errors import UserError
 from tunewise.strategies.base import Prediction, Predictor
+from tunewise.strategies.prompting._extract import extraction_step
 from tunewise.strategies.prompting._structured import Structured, structured_output
 
 Messages = list[dict[str, str]]
@@ -52,6 +54,24 @@ def _demo_trace(demos: list[Example]) -> list[dict]:
     return [{"step": "demonstrations", "ids": [d.id for d in demos]}]
 
 
+def prompt_tokens(backend, shared: Messages, query: Messages, scoring: bool) -> int:
+    """Tokens of the prompt shared+query as the predictor runs it: split at the cached prefix when scoring
+    labels, the whole rendered prompt when generating."""
+    if scoring:
+        prefix, suffix = backend.split_prompt(shared, query)
+        return backend.count_tokens(prefix) + backend.count_tokens(suffix)
+    return backend.count_tokens(backend.render(shared + query, add_generation_prompt=True))
+
+
+def fit_example(backend, task: Task | None, shared: Messages, example: Example, wrap: Callable[[str], Messages],
+                reserve: int, scoring: bool) -> tuple[str, dict | None]:
+    """The example's text, cut (by `task.long_inputs`) so that shared + wrap(text) and `reserve` answer tokens
+    fit the model; and the trace step of the cut, or None. Instruction and demonstrations stay whole."""
+    limit = limit_for(backend.context_window, task, reserve)
+    return fit_text(backend, limit, name_of(example), example.input,
+                    lambda text: prompt_tokens(backend, shared, wrap(text), scoring))
+
+
 class ScoringPredictor(Predictor):
     """Classification by the log-likelihood of each label after the prompt: no parsing, no failures.
 
@@ -69,6 +89,7 @@ class ScoringPredictor(Predictor):
         self.model = backend.model
         eot = backend.end_of_turn()
         self.continuations = [backend.answer_prefix() + label + eot for label in task.labels]
+        self.reserve = label_slot(backend, task.labels)  # the answer slot, in tokens
         self.calibration: dict[str, float] | None = None  # label -> content-free probability (fixed prompt)
         self._p_cf: np.ndarray | None = None
         if calibrate and demos_for is None:
@@ -94,7 +115,9 @@ class ScoringPredictor(Predictor):
         if not examples:
             return []
         demos = self.demos_for(examples) if self.demos_for else [[] for _ in examples]
-        logp, tokens = self._score([demo_messages(d) + _user(e.input) for d, e in zip(demos, examples, strict=True)],
+        fitted = [fit_example(self.backend, self.task, self.shared, e, lambda t, d=d: demo_messages(d) + _user(t),
+                              self.reserve, scoring=True) for d, e in zip(demos, examples, strict=True)]
+        logp, tokens = self._score([demo_messages(d) + _user(text) for d, (text, _) in zip(demos, fitted, strict=True)],
                                    on_batch)
         p_cf = None if self._p_cf is None else np.broadcast_to(self._p_cf, logp.shape)
         if self.calibrate and self.demos_for:  # the prompt differs per example, so does its calibration
@@ -111,8 +134,12 @@ class ScoringPredictor(Predictor):
                 output=self.task.labels[best],
                 scores={label: float(p) for label, p in zip(self.task.labels, probs, strict=True)},
                 prompt_tokens=tokens[i], completion_tokens=label_tokens[best],
-                trace=_demo_trace(demos[i]) if self.demos_for else None))
+                trace=(_demo_trace(demos[i]) if self.demos_for else []) + _cut(fitted[i][1]) or None))
         return preds
+
+
+def _cut(step: dict | None) -> list[dict]:
+    return [step] if step else []
 
 
 def _content_free_probs(logp: np.ndarray) -> np.ndarray:
@@ -129,37 +156,38 @@ def calibrated(logp_row: np.ndarray, p_cf: np.ndarray) -> np.ndarray:
 
 
 class GenerationPredictor(Predictor):
-    """Free generation (generation tasks, or backends without log-probabilities)."""
+    """Free generation (generation tasks, or backends without log-probabilities). With `structured`, the
+    answers are generated under its JSON schema and the scored output is its answer field."""
 
     def __init__(self, backend, shared: Messages, max_new_tokens: int = 64, batch_size: int = 8,
                  postprocess: Callable[[str], str] = str.strip, demos_for: DemosFor | None = None,
-                 structured: Structured | None = None):
-        self.backend, self.shared, self.demos_for = backend, shared, demos_for
+                 task: Task | None = None, structured: Structured | None = None):
+        self.backend, self.shared, self.demos_for, self.task = backend, shared, demos_for, task
         self.model = backend.model
         self.max_new_tokens, self.batch_size, self.postprocess = max_new_tokens, batch_size, postprocess
-        self.structured = structured  # generate under its JSON schema, score its answer field
+        self.structured = structured
 
     def predict(self, examples: Sequence[Example], on_batch: Callable[[int], None] | None = None
                 ) -> list[Prediction]:
         demos = self.demos_for(examples) if self.demos_for else [[] for _ in examples]
-        answer = self.structured.demo_answer if self.structured else None
-        prompts = [self.backend.render(self.shared + demo_messages(d, answer) + _user(e.input),
-                                       add_generation_prompt=True) for d, e in zip(demos, examples, strict=True)]
+        answer = self.structured.demo_answer if self.structured else None  # demonstrations in the schema's shape
+        fitted = [fit_example(self.backend, self.task, self.shared, e,
+                              lambda t, d=d: demo_messages(d, answer) + _user(t), self.max_new_tokens, scoring=False)
+                  for d, e in zip(demos, examples, strict=True)]
+        prompts = [self.backend.render(self.shared + demo_messages(d, answer) + _user(text), add_generation_prompt=True)
+                   for d, (text, _) in zip(demos, fitted, strict=True)]
         outs = self.backend.generate(prompts, max_new_tokens=self.max_new_tokens, batch_size=self.batch_size,
                                      on_batch=on_batch,
                                      constraint=self.structured.constraint if self.structured else None)
         preds = []
-        for d, p, (text, n) in zip(demos, prompts, outs, strict=True):
-            trace = (_demo_trace(d) if self.demos_for else []) + \
+        for d, (_, cut), p, (text, n) in zip(demos, fitted, prompts, outs, strict=True):
+            trace = (_demo_trace(d) if self.demos_for else []) + _cut(cut) + \
                 ([{"raw": text}] if self.postprocess is not str.strip and not self.structured else [])
-            if self.structured:
-                from tunewise.strategies.prompting._extract import extraction_step
-
-                answer = self.structured.extract(text)
-                trace.append(extraction_step(text, answer))
-                output = answer or ""
-            else:
-                output = self.postprocess(text)
+            output = self.postprocess(text)
+            if self.structured:  # the extraction step comes last: it counts extraction failures
+                extracted = self.structured.extract(text)
+                trace.append(extraction_step(text, extracted))
+                output = extracted or ""
             preds.append(Prediction(output=output, prompt_tokens=self.backend.count_tokens(p),
                                     completion_tokens=n, trace=trace or None))
         return preds
@@ -177,7 +205,18 @@ def prompt_predictor(backend, task: Task, shared: Messages, batch_size: int = 16
     if calibrate:
         raise ValueError("contextual calibration needs label scoring; check uses_scoring() first")
     return GenerationPredictor(backend, shared, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                               demos_for=demos_for, structured=structured)
+                               demos_for=demos_for, task=task, structured=structured)
+
+
+def label_slot(backend, labels: Sequence[str]) -> int:
+    """Tokens of the longest label as label scoring appends it (answer prefix, label, end of turn)."""
+    eot = backend.end_of_turn()
+    return max(backend.count_tokens(backend.answer_prefix() + label + eot) for label in labels)
+
+
+def answer_reserve(backend, task: Task, max_new_tokens: int) -> int:
+    """The answer slot `prompt_predictor` keeps free: the longest label when it scores, else max_new_tokens."""
+    return label_slot(backend, task.labels) if uses_scoring(backend, task) else max_new_tokens
 
 
 def instruction_predictor(backend, task: Task, ctx, cfg,

@@ -21,10 +21,11 @@ from typing import Any
 from jinja2 import BaseLoader, StrictUndefined, TemplateError, TemplateSyntaxError, UndefinedError, meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
+from tunewise.backends.context import fit_text, limit_for, name_of
 from tunewise.data import Example, Task
 from tunewise.errors import UserError
 from tunewise.strategies.base import Prediction
-from tunewise.strategies.prompting._common import prompt_predictor
+from tunewise.strategies.prompting._common import answer_reserve, prompt_predictor, prompt_tokens, uses_scoring
 
 TEMPLATE_SUFFIXES = (".j2", ".jinja", ".jinja2", ".tmpl", ".txt", ".md")
 RESERVED = ("input", "labels", "instruction", "examples", "meta")
@@ -132,6 +133,24 @@ def example_variables(task: Task, example: Example, demos: list[dict[str, Any]])
     fields = {k: v for k, v in example.meta.items() if k not in RESERVED and isinstance(k, str)}
     return {**fields, "input": example.input, "labels": list(task.labels), "instruction": task.instruction,
             "examples": demos, "meta": dict(example.meta)}
+
+
+def fit_rendered(backend, task: Task, example: Example, render: Callable[[str], tuple[str, str]],
+                 max_new_tokens: int, scoring: bool | None = None) -> tuple[tuple[str, str], dict | None]:
+    """render(input) -> (system, user), with the example's input cut by `task.long_inputs` so that the
+    prompt and its answer slot fit the model (measured as `predict_rendered` or `generate` will run it);
+    and the trace step of the cut, or None. `scoring` None: as `prompt_predictor` decides."""
+    scoring = uses_scoring(backend, task) if scoring is None else scoring
+    reserve = answer_reserve(backend, task, max_new_tokens) if scoring else max_new_tokens
+
+    def measure(text: str) -> int:
+        system, user = render(text)
+        shared = [{"role": "system", "content": system}] if system else []
+        return prompt_tokens(backend, shared, [{"role": "user", "content": user}], scoring)
+
+    limit = limit_for(backend.context_window, task, reserve)
+    text, cut = fit_text(backend, limit, name_of(example), example.input, measure)
+    return render(text), cut
 
 
 def predict_rendered(backend, task: Task, prompts: Sequence[tuple[str, str]], batch_size: int = 16,

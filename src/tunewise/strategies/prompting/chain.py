@@ -31,6 +31,7 @@ from tunewise.strategies.prompting._templates import (
     PromptTemplate,
     demo_dicts,
     example_variables,
+    fit_rendered,
     predict_rendered,
 )
 from tunewise.strategies.prompting.few_shot import select_demos
@@ -93,6 +94,12 @@ class CompiledStep:
         self.user = PromptTemplate(step.template, f"{step.name}.template")
         self.system = PromptTemplate(step.system, f"{step.name}.system") if step.system else None
 
+    def fit(self, backend, task: Task, example: Example, variables: dict, scoring: bool | None = None
+            ) -> tuple[tuple[str, str], dict | None]:
+        """(system, user) with the example's input cut by `task.long_inputs` to fit with this step's answer."""
+        return fit_rendered(backend, task, example, lambda text: self.render({**variables, "input": text}),
+                            self.step.max_tokens, scoring)
+
     def render(self, variables: dict) -> tuple[str, str]:
         user = self.user.render(variables)
         if not user:
@@ -111,8 +118,9 @@ class ChainPredictor(Predictor):
         variables = [example_variables(self.task, e, self.demos) for e in examples]
         traces: list[list[dict]] = [[] for _ in examples]
         used = [[0, 0] for _ in examples]  # prompt, completion tokens over all steps
+        cuts: list[dict | None] = [None] * len(examples)  # the first cut of each example's input
         for compiled in self.steps[:-1]:
-            rendered = [compiled.render(v) for v in variables]
+            rendered = self._fit(compiled, examples, variables, cuts, scoring=False)
             prompts = [self.backend.render(_messages(system, user), add_generation_prompt=True)
                        for system, user in rendered]
             outs = self.backend.generate(prompts, max_new_tokens=compiled.step.max_tokens,
@@ -124,7 +132,7 @@ class ChainPredictor(Predictor):
                 used[i][0] += tokens["prompt"]
                 used[i][1] += n
         last = self.steps[-1]
-        rendered = [last.render(v) for v in variables]
+        rendered = self._fit(last, examples, variables, cuts, scoring=None)
         preds = predict_rendered(self.backend, self.task, rendered, self.batch_size, last.step.max_tokens,
                                  on_batch)
         for i, ((system, user), p) in enumerate(zip(rendered, preds, strict=True)):
@@ -132,8 +140,17 @@ class ChainPredictor(Predictor):
             traces[i].append(_trace(last.step.name, system, user, p.output, tokens))
             p.prompt_tokens += used[i][0]
             p.completion_tokens += used[i][1]
-            p.trace = traces[i]
+            p.trace = ([cuts[i]] if cuts[i] else []) + traces[i]
         return preds
+
+    def _fit(self, compiled: CompiledStep, examples: Sequence[Example], variables: list[dict],
+             cuts: list[dict | None], scoring: bool | None) -> list[tuple[str, str]]:
+        rendered = []
+        for i, (e, v) in enumerate(zip(examples, variables, strict=True)):
+            prompt, cut = compiled.fit(self.backend, self.task, e, v, scoring)
+            rendered.append(prompt)
+            cuts[i] = cuts[i] or cut
+        return rendered
 
 
 def _messages(system: str, user: str) -> list[dict[str, str]]:

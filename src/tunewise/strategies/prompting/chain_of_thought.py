@@ -16,6 +16,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from tunewise.backends.context import fit_text, limit_for, name_of
 from tunewise.data import Example, Task
 from tunewise.errors import UserError
 from tunewise.foundation import Strict
@@ -127,14 +128,23 @@ class ReasoningPredictor(Predictor):
         self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
         self.model = backend.model
 
-    def prompt(self, example: Example) -> str:
-        text = self.backend.render(self.shared + [{"role": "user", "content": example.input}],
-                                   add_generation_prompt=True)
-        return text + self.backend.answer_prefix() + self.trigger if self.trigger else text
+    def prompt(self, example: Example, text: str | None = None) -> str:
+        """The prompt for `example`, with `text` in place of its input when given (a cut input)."""
+        rendered = self.backend.render(self.shared + [{"role": "user", "content": example.input if text is None
+                                                       else text}], add_generation_prompt=True)
+        return rendered + self.backend.answer_prefix() + self.trigger if self.trigger else rendered
+
+    def fit_prompt(self, example: Example) -> tuple[str, dict | None]:
+        """The prompt, its input cut by `task.long_inputs` so it fits with max_new_tokens; and the cut's step."""
+        limit = limit_for(self.backend.context_window, self.task, self.max_new_tokens)
+        text, cut = fit_text(self.backend, limit, name_of(example), example.input,
+                             lambda t: self.backend.count_tokens(self.prompt(example, t)))
+        return self.prompt(example, text), cut
 
     def predict(self, examples: Sequence[Example], on_batch: Callable[[int], None] | None = None
                 ) -> list[Prediction]:
-        prompts = [self.prompt(e) for e in examples]
+        fitted = [self.fit_prompt(e) for e in examples]
+        prompts = [p for p, _ in fitted]
         if self.temperature > 0 and self.model is not None:
             import torch
 
@@ -142,7 +152,11 @@ class ReasoningPredictor(Predictor):
         paths = self.backend.sample(prompts, n=self.n, temperature=self.temperature, top_p=self.top_p,
                                     max_new_tokens=self.max_new_tokens, batch_size=self.batch_size,
                                     on_batch=on_batch)
-        return [self._prediction(prompt, outs) for prompt, outs in zip(prompts, paths, strict=True)]
+        preds = [self._prediction(prompt, outs) for prompt, outs in zip(prompts, paths, strict=True)]
+        for p, (_, cut) in zip(preds, fitted, strict=True):
+            if cut:
+                p.trace = [cut] + (p.trace or [])
+        return preds
 
     def _prediction(self, prompt: str, outs: list[tuple[str, int]]) -> Prediction:
         answers = [self.extractor(text) for text, _ in outs]

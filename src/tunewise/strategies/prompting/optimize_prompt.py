@@ -22,6 +22,7 @@ import re
 import torch
 from pydantic import Field
 
+from tunewise.backends.context import cut_text
 from tunewise.data import Example, Task
 from tunewise.evaluation.metrics import per_example_score
 from tunewise.registry import register
@@ -116,12 +117,24 @@ class _Optimiser:
         return sum(scores) / max(len(scores), 1), [p.output for p in preds]
 
     def propose(self, instruction: str, failures: list[tuple[Example, str]]) -> list[str]:
+        failures = self._fit_failures(instruction, failures)
         prompt = self.writer.render(meta_prompt(self.task, instruction, failures), add_generation_prompt=True)
         outs = self.writer.sample([prompt], n=self.c.candidates, temperature=self.c.temperature,
                                   max_new_tokens=self.c.max_proposal_tokens)[0]
         self.tokens["prompt"] += self.writer.count_tokens(prompt) * len(outs)
         self.tokens["completion"] += sum(n for _, n in outs)
         return [clean_instruction(text, self.c.max_instruction_chars) for text, _ in outs]
+
+    def _fit_failures(self, instruction: str, failures: list[tuple[Example, str]]) -> list[tuple[Example, str]]:
+        """Each failing input cut to an equal share of the writer's context (backends/context.py), so long
+        inputs cannot push the meta-prompt past it; the instruction, answers and proposal room stay whole."""
+        context = self.writer.context_window
+        if not context or not failures:
+            return failures
+        bare = [(dataclasses.replace(e, input=""), o) for e, o in failures]
+        used = self.writer.count_tokens(self.writer.render(meta_prompt(self.task, instruction, bare), True))
+        share = max((context - self.c.max_proposal_tokens - used) // len(failures), 1)
+        return [(dataclasses.replace(e, input=cut_text(self.writer, e.input, share)), o) for e, o in failures]
 
     def run(self, start: str) -> tuple[str, float, list[dict]]:
         best_score, _ = self.answer(start, self.val)

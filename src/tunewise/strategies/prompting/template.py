@@ -23,6 +23,7 @@ from tunewise.strategies.prompting._templates import (
     PromptTemplate,
     demo_dicts,
     example_variables,
+    fit_rendered,
     predict_rendered,
 )
 from tunewise.strategies.prompting.few_shot import select_demos
@@ -51,8 +52,11 @@ class TemplatePredictor(Predictor):
         self.demos, self.batch_size, self.max_new_tokens = demos, batch_size, max_new_tokens
         self.structured = structured
 
-    def render(self, example: Example) -> tuple[str, str]:
+    def render(self, example: Example, text: str | None = None) -> tuple[str, str]:
+        """(system, user) for `example`, with `text` as its input when given (a cut input)."""
         variables = example_variables(self.task, example, self.demos)
+        if text is not None:
+            variables["input"] = text
         system = self.system.render(variables) if self.system else ""
         if self.structured:  # the schema is part of what the model is told
             system = f"{system}\n{self.structured.instruction()}" if system else self.structured.instruction()
@@ -64,14 +68,16 @@ class TemplatePredictor(Predictor):
 
     def predict(self, examples: Sequence[Example], on_batch: Callable[[int], None] | None = None
                 ) -> list[Prediction]:
-        prompts = [self.render(e) for e in examples]
+        fitted = [fit_rendered(self.backend, self.task, e, lambda t, e=e: self.render(e, t), self.max_new_tokens)
+                  for e in examples]
+        prompts = [prompt for prompt, _ in fitted]
         preds = predict_rendered(self.backend, self.task, prompts, self.batch_size, self.max_new_tokens, on_batch,
                                  self.structured)
-        for (system, user), p in zip(prompts, preds, strict=True):
+        for (system, user), (_, cut), p in zip(prompts, fitted, preds, strict=True):
             step = {"step": "template", "input": user, "output": p.output,
                     "tokens": {"prompt": p.prompt_tokens, "completion": p.completion_tokens}}
             # an output_schema answer's extraction step stays last (it counts extraction failures)
-            p.trace = [{**step, "system": system} if system else step] + (p.trace or [])
+            p.trace = ([cut] if cut else []) + [{**step, "system": system} if system else step] + (p.trace or [])
         return preds
 
 
