@@ -15,6 +15,9 @@ LABELS = {
     "positive": ["great", "love", "excellent", "wonderful", "happy", "superb", "fantastic", "enjoyed"],
     "negative": ["terrible", "hate", "awful", "broken", "angry", "poor", "disappointing", "refund"],
 }
+ROOT = Path(__file__).resolve().parent.parent  # the repository (tests live in folders mirroring src/)
+CASES = ROOT / "tests" / "cases"  # the shared cases turned into tests
+
 NOUNS = ["product", "service", "delivery", "screen", "battery", "staff", "price", "packaging", "app"]
 
 

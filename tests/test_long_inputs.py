@@ -11,7 +11,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from conftest import keyword_task
+from conftest import CASES, keyword_task
 from tunewise.backends import load_backend
 from tunewise.backends.context import InputTooLong, token_batches
 from tunewise.cli import app
@@ -19,7 +19,7 @@ from tunewise.data import Example, Task
 from tunewise.registry import get_strategy, strategy_config
 from tunewise.strategies.base import FitContext
 
-CASE = Path(__file__).parent / "data" / "cases" / "long_input"
+CASE = CASES / "long_input"
 runner = CliRunner()
 
 

@@ -19,11 +19,11 @@ import yaml
 from typer.testing import CliRunner
 
 from _serving import THREADS, run_folder, tiny_run
-from conftest import make_rows
+from conftest import ROOT, make_rows
 from tunewise.cli import app
 from tunewise.serve.process import ServerProcess
 
-RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "openai-migration.yaml"
+RECIPE = ROOT / "recipes" / "openai-migration.yaml"
 SYSTEM = "Classify the sentiment of the review: positive or negative."
 
 

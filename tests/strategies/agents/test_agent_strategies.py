@@ -7,8 +7,9 @@ import pytest
 
 pytest.importorskip("autogen_agentchat")
 
-from conftest import keyword_task  # noqa: E402
 from test_agents_client import ScriptedBackend  # noqa: E402
+
+from conftest import keyword_task  # noqa: E402
 from tunewise.agents import team as team_module  # noqa: E402
 from tunewise.agents.tools import calculate, register_tool  # noqa: E402
 from tunewise.backends import load_backend  # noqa: E402

@@ -6,20 +6,19 @@ from __future__ import annotations
 
 import json
 import random
-from pathlib import Path
 
 import jsonschema
 import pytest
 
 from _serving import Stub, chat_reply
 from _toolmodels import HERMES_TEMPLATE
-from conftest import keyword_task
+from conftest import CASES, keyword_task
 from tunewise.errors import UserError
 from tunewise.serve import lm, toolcalls, toolprompt, tools
 from tunewise.serve.schemas import ChatRequest
 from tunewise.strategies.base import FitContext
 
-CASE = Path(__file__).parent / "data" / "cases" / "tool_messages" / "chat_base_tool_turn.json"
+CASE = CASES / "tool_messages" / "chat_base_tool_turn.json"
 ROUTE = {"type": "object", "properties": {"answer": {"enum": ["delivery", "refund"]},
                                           "confidence": {"enum": ["low", "high"]}},
          "required": ["answer", "confidence"], "additionalProperties": False}

@@ -9,16 +9,16 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import jsonschema
 import openai
 import pytest
 
 from _serving import THREADS, tiny_run
+from conftest import CASES
 from tunewise.serve.process import ServerProcess
 
-CASE = Path(__file__).parent / "data" / "cases" / "tool_messages" / "chat_base_tool_turn.json"
+CASE = CASES / "tool_messages" / "chat_base_tool_turn.json"
 # Bounded strings, enums, integer ranges and small arrays: a random tiny model finishes such calls well within
 # max_tokens (an unbounded string can run to the token limit, which is a "length" finish, not a call).
 ORDER = {"type": "object", "properties": {

@@ -135,6 +135,7 @@ def test_a_classifier_that_cannot_tell_inputs_apart_is_retrained_then_flagged(tm
 
 def test_report_flags_a_collapsed_strategy(tmp_path):
     from test_report import make_run
+
     from tunewise.report.html import build_report
     from tunewise.store import Store
 

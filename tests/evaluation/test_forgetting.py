@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
 
+from conftest import ROOT
 from tunewise.backends import load_backend
 from tunewise.evaluation import forgetting
 from tunewise.evaluation.forgetting import measure_forgetting, perplexity, reference_text
@@ -40,7 +40,7 @@ def test_reference_text_is_shipped_general_prose():
     words = len(text.split())
     assert 3000 <= words <= 5000
     assert len({p.split()[0] for p in text.split("\n\n")}) > 20  # many different paragraphs
-    root = Path(__file__).resolve().parents[1]
+    root = ROOT
     package_data = (root / "pyproject.toml").read_text().split("[tool.setuptools.package-data]")[1]
     assert '"data/*.txt"' in package_data.split("[")[1]  # the wheel ships it
 
