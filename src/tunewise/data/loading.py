@@ -14,6 +14,7 @@ from typing import Any
 
 from tunewise.data.builtin import BUILTIN
 from tunewise.data.chat import chat_row, is_chat_row, shared_system
+from tunewise.data.chat_format import check_chat
 from tunewise.data.config import TaskConfig
 from tunewise.data.delimited import read_delimited
 from tunewise.data.splits import cap, split_rows
@@ -49,9 +50,9 @@ def read_rows(source: str, has_header: bool = True, delimiter: str | None = None
         if not rows:
             raise UserError(f"{path}: the Parquet table has no rows; add examples")
         return rows, str(path)
-    raw = path.read_bytes()
+    raw = path.read_bytes().removeprefix(b"\xef\xbb\xbf")  # the BOM first: error offsets then count in `raw`
     try:
-        text = raw.decode("utf-8-sig")
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
         line = raw[: err.start].count(b"\n") + 1
         raise UserError(f"{path}: line {line}: not valid UTF-8 (byte 0x{raw[err.start]:02x}); "
@@ -65,7 +66,7 @@ def read_rows(source: str, has_header: bool = True, delimiter: str | None = None
 
 
 def _read_jsonl(path: Path, text: str) -> list[Row]:
-    rows = []
+    rows: list[tuple[int, Any]] = []
     for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
@@ -76,8 +77,12 @@ def _read_jsonl(path: Path, text: str) -> list[Row]:
         if not isinstance(row, dict):
             raise UserError(f"{path}: line {n}: expected a JSON object with named fields (one per line), "
                             f"got {type(row).__name__}")
-        rows.append({**(chat_row(row, str(path), n) if is_chat_row(row) else row), "__line__": n})
-    return rows
+        rows.append((n, row))
+    if rows and all(is_chat_row(row) for _, row in rows):  # a fine-tuning file: the providers' checks, all at once
+        report = check_chat(text)
+        if report.problems:
+            raise UserError(report.describe(str(path)))
+    return [{**(chat_row(row, str(path), n) if is_chat_row(row) else row), "__line__": n} for n, row in rows]
 
 
 def _read_parquet(path: Path) -> list[Row]:
