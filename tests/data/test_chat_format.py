@@ -144,3 +144,13 @@ def test_bytes_that_are_not_utf8_name_their_line():
     assert text is None and problem.line == 2 and "0xff" in problem.message
     text, problem = decode(b"\xef\xbb\xbfabc")
     assert text == "abc" and problem is None
+
+
+def test_json_nested_past_the_parser_limit_is_a_problem_not_a_crash(tmp_path):
+    deep = "[" * 100_000 + "]" * 100_000
+    report = check_chat(line(USER, ANSWER) + "\n" + deep)
+    assert [(p.line, p.message) for p in report.problems] == [(2, "not valid JSON (nested too deeply)")]
+    path = tmp_path / "data.jsonl"
+    path.write_text(json.dumps({"text": "a", "label": "b"}) + "\n" + deep + "\n", encoding="utf-8")
+    with pytest.raises(UserError, match=r"data.jsonl: line 2: not valid JSON \(nested too deeply\)"):
+        load_task(TaskConfig(source=str(path)))

@@ -118,7 +118,7 @@ def _function(fn: Any, at: str) -> list[tuple[str, str, str]]:
         return [(f"{at}.arguments", "is not a string", "give the arguments as a JSON-encoded string")]
     try:
         json.loads(args)
-    except ValueError:
+    except (ValueError, RecursionError):
         return [(f"{at}.arguments", "is not valid JSON", "encode the arguments as a JSON object string")]
     return []
 
@@ -190,6 +190,14 @@ def _example(row: Any) -> list[tuple[str, str, str]]:
     return []
 
 
+def _key(messages: list[Any]) -> str | None:
+    """The conversation as canonical JSON, to spot repeats (None if it nests too deeply to encode)."""
+    try:
+        return json.dumps(messages, sort_keys=True)
+    except RecursionError:
+        return None
+
+
 def check_chat(text: str, count: Callable[[str], int] | None = None, max_tokens: int | None = None) -> ChatReport:
     """Check chat-format JSONL `text` (a leading BOM and CRLF line ends are fine). With `count` (a text's
     tokens, e.g. the model's tokenizer) tokens per example are counted and, with `max_tokens` (the model's
@@ -201,8 +209,8 @@ def check_chat(text: str, count: Callable[[str], int] | None = None, max_tokens:
             continue
         try:
             row = json.loads(line)
-        except ValueError as err:
-            report.problems.append(Problem(n, "(line)", f"not valid JSON ({getattr(err, 'msg', err)})",
+        except (ValueError, RecursionError) as err:  # RecursionError: nested past the parser's limit
+            report.problems.append(Problem(n, "(line)", f"not valid JSON ({getattr(err, 'msg', 'nested too deeply')})",
                                            "fix the line or remove it"))
             continue
         problems = _example(row)
@@ -215,11 +223,12 @@ def check_chat(text: str, count: Callable[[str], int] | None = None, max_tokens:
             report.problems.append(Problem(n, "messages", f"{tokens} tokens, over the model's {max_tokens}",
                                            "shorten or split the conversation"))
             continue
-        key = json.dumps(messages, sort_keys=True)
-        if key in seen:
+        key = _key(messages)
+        if key is not None and key in seen:
             report.warnings.append(Problem(n, "messages", f"repeats line {seen[key]}",
                                            "remove one copy unless it should weigh twice"))
-        seen.setdefault(key, n)
+        if key is not None:
+            seen.setdefault(key, n)
         report.conversations.append(messages)
         report.lines.append(n)
         report.tokens.append(tokens)

@@ -72,8 +72,9 @@ def _read_jsonl(path: Path, text: str) -> list[Row]:
             continue
         try:
             row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise UserError(f"{path}: line {n}: not valid JSON ({err.msg}); fix or remove the line") from None
+        except (json.JSONDecodeError, RecursionError) as err:
+            why = getattr(err, "msg", "nested too deeply")
+            raise UserError(f"{path}: line {n}: not valid JSON ({why}); fix or remove the line") from None
         if not isinstance(row, dict):
             raise UserError(f"{path}: line {n}: expected a JSON object with named fields (one per line), "
                             f"got {type(row).__name__}")
