@@ -154,3 +154,13 @@ def test_json_nested_past_the_parser_limit_is_a_problem_not_a_crash(tmp_path):
     path.write_text(json.dumps({"text": "a", "label": "b"}) + "\n" + deep + "\n", encoding="utf-8")
     with pytest.raises(UserError, match=r"data.jsonl: line 2: not valid JSON \(nested too deeply\)"):
         load_task(TaskConfig(source=str(path)))
+
+
+def test_openai_finetune_shows_the_duplicate_warnings(capsys):
+    from tunewise.strategies.finetuning.openai_finetune import _warn
+
+    report = check_chat("\n".join([line(USER, ANSWER)] * 6))
+    _warn("openai-finetune", "train.jsonl", report.warnings)
+    err = " ".join(capsys.readouterr().err.split())
+    assert err.startswith("warning: openai-finetune: train.jsonl: line 2: messages: repeats line 1")
+    assert err.endswith("(and 2 more)")

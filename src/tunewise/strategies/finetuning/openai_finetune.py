@@ -167,6 +167,7 @@ class OpenAIFinetune(Strategy):
             report = _chat_data.check_file(paths[split], backend.count_tokens, limit)
             if not report.ok:
                 raise UserError(report.describe(str(paths[split])))
+            _warn(c.id, paths[split], report.warnings)
             checks[split] = report
         epochs = math.ceil(c.epochs)
         tokens = checks["train"].billed_tokens(epochs, c.max_tokens_per_example)
@@ -253,3 +254,16 @@ class OpenAIFinetune(Strategy):
         # tunewise's own job service also reports what a provider does not (trainable parameters, ...).
         stats.update({k: v for k, v in (job.get("tunewise") or {}).items() if v is not None})
         ctx.stats.update(stats)
+
+
+def _warn(strategy_id: str, path, warnings: list) -> None:
+    """Warnings of the data check (repeated examples): shown, not refused, as OpenAI's cookbook reports them."""
+    if not warnings:
+        return
+    from rich.markup import escape
+
+    from tunewise.progress import console
+
+    more = f" (and {len(warnings) - 3} more)" if len(warnings) > 3 else ""
+    console.print(f"[yellow]warning:[/] {strategy_id}: {escape(str(path))}: "
+                  f"{escape('; '.join(map(str, warnings[:3])))}{more}", highlight=False, soft_wrap=True)
