@@ -69,8 +69,8 @@ def test_an_unknown_role_is_named_with_the_allowed_ones():
 
 
 @pytest.mark.parametrize("text, field, says", [
-    ("{not json", "(line)", "not valid JSON"),
-    ('["a"]', "(line)", "JSON list"),
+    ("{not json", "", "not valid JSON"),
+    ('["a"]', "", "a JSON list, not an object"),
     (json.dumps({"rows": []}), "messages", "missing or empty"),
     (line(), "messages", "missing or empty"),
     (line("hi", ANSWER), "messages[0]", "not an object"),
@@ -82,9 +82,9 @@ def test_an_unknown_role_is_named_with_the_allowed_ones():
     (line({"role": "system", "content": " "}, USER, ANSWER), "messages[0].content", "system message is blank"),
     (line(USER), "messages", "no assistant message"),
     (line(USER, {**ANSWER, "weight": 0}), "messages", "weight 0"),
-    (line(USER, {**ANSWER, "weight": 2}), "messages[1].weight", "2 on a assistant message"),
-    (line(USER, {**ANSWER, "weight": True}), "messages[1].weight", "True"),
-    (line({**USER, "weight": 1}, ANSWER), "messages[0].weight", "on a user message"),
+    (line(USER, {**ANSWER, "weight": 2}), "messages[1].weight", "is 2, not 0 or 1"),
+    (line(USER, {**ANSWER, "weight": True}), "messages[1].weight", "is True, not 0 or 1"),
+    (line({**USER, "weight": 1}, ANSWER), "messages[0].weight", "is set on a user message"),
     (line(USER, {"role": "assistant", "tool_calls": []}), "messages[1].tool_calls", "non-empty list"),
     (line(USER, {"role": "assistant", "tool_calls": [{**CALL, "id": ""}]}), "messages[1].tool_calls[0].id", "missing"),
     (line(USER, {"role": "assistant", "tool_calls": [{**CALL, "type": "web"}]}), "messages[1].tool_calls[0].type",

@@ -103,7 +103,7 @@ def test_task_delimiter_overrides_detection(tmp_path):
     assert task.labels == ["a,x", "b,x"]
 
 
-@pytest.mark.parametrize("value, char", [("tab", "\t"), ("\t", "\t"), ("pipe", "|"), (";", ";"), ("Comma", ",")])
+@pytest.mark.parametrize("value, char", [("tab", "\t"), ("\t", "\t"), ("pipe", "|"), (" ; ", ";"), ("Comma", ",")])
 def test_task_delimiter_accepts_characters_and_names(value, char):
     assert TaskConfig(delimiter=value).delimiter == char
 

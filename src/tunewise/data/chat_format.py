@@ -30,13 +30,13 @@ SHOWN = 5  # problems spelled out in the one-line error; the rest are counted
 @dataclass(frozen=True)
 class Problem:
     line: int  # 1-based line of the file (0: the file as a whole)
-    field: str  # e.g. "messages[2].content"
+    field: str  # e.g. "messages[2].content"; "" for the line as a whole
     message: str  # what is wrong
     fix: str  # what to do
 
     def __str__(self) -> str:
         where = f"line {self.line}" if self.line else "file"
-        return f"{where}: {self.field}: {self.message} ({self.fix})"
+        return f"{where}: {self.field + ': ' if self.field else ''}{self.message} ({self.fix})"
 
 
 @dataclass
@@ -152,9 +152,10 @@ def _message(m: Any, at: str, ids: set[str]) -> list[tuple[str, str, str]]:
     unknown = sorted(set(m) - set(MESSAGE_KEYS))
     if unknown:
         return [(f"{at}.{unknown[0]}", "is not a message key", f"remove it; message keys: {', '.join(MESSAGE_KEYS)}")]
-    if "weight" in m and (m["role"] != "assistant" or m["weight"] not in (0, 1) or isinstance(m["weight"], bool)):
-        fix = "use 0 (do not learn) or 1 (learn)" if m["role"] == "assistant" else "remove it"
-        return [(f"{at}.weight", f"{m['weight']!r} on a {m['role']} message", fix)]
+    if "weight" in m and m["role"] != "assistant":
+        return [(f"{at}.weight", f"is set on a {m['role']} message; only assistant messages take one", "remove it")]
+    if "weight" in m and (m["weight"] not in (0, 1) or isinstance(m["weight"], bool)):
+        return [(f"{at}.weight", f"is {m['weight']!r}, not 0 or 1", "use 0 (do not learn it) or 1 (learn it)")]
     if "tool_calls" in m and (problems := _tool_calls(m, at, ids)):
         return problems
     if "function_call" in m and (problems := _function(m["function_call"], f"{at}.function_call")):
@@ -172,7 +173,7 @@ def _message(m: Any, at: str, ids: set[str]) -> list[tuple[str, str, str]]:
 
 def _example(row: Any) -> list[tuple[str, str, str]]:
     if not isinstance(row, dict):
-        return [("(line)", f"is a JSON {type(row).__name__}", 'write one object {"messages": [...]} per line')]
+        return [("", f"a JSON {type(row).__name__}, not an object", 'write one object {"messages": [...]} per line')]
     messages = row.get("messages")
     if not isinstance(messages, list) or not messages:
         return [("messages", "is missing or empty", "give the conversation as a list of messages")]
@@ -210,7 +211,7 @@ def check_chat(text: str, count: Callable[[str], int] | None = None, max_tokens:
         try:
             row = json.loads(line)
         except (ValueError, RecursionError) as err:  # RecursionError: nested past the parser's limit
-            report.problems.append(Problem(n, "(line)", f"not valid JSON ({getattr(err, 'msg', 'nested too deeply')})",
+            report.problems.append(Problem(n, "", f"not valid JSON ({getattr(err, 'msg', 'nested too deeply')})",
                                            "fix the line or remove it"))
             continue
         problems = _example(row)
@@ -244,4 +245,4 @@ def decode(data: bytes) -> tuple[str | None, Problem | None]:
         return data.decode("utf-8"), None
     except UnicodeDecodeError as err:
         line = data[: err.start].count(b"\n") + 1
-        return None, Problem(line, "(line)", f"not UTF-8 (byte 0x{data[err.start]:02x})", "save the file as UTF-8")
+        return None, Problem(line, "", f"not UTF-8 (byte 0x{data[err.start]:02x})", "save the file as UTF-8")

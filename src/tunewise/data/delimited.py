@@ -32,7 +32,8 @@ MAX_FIELD = 2**31 - 1  # the C reader's field limit is a C long: stay within 32 
 
 def delimiter_char(value: str) -> str:
     """The character of a `task.delimiter` value: one of , ; | or a tab, or their names."""
-    char = NAMES.get(value.strip().lower(), value) if value.strip() else value
+    key = value.strip().lower()
+    char = NAMES.get(key, key or value)  # a tab strips to "", so keep the value itself then
     if char not in DELIMITERS:
         raise ValueError(f"task.delimiter '{value}' is not supported; use one of: comma (,), semicolon (;), "
                          "tab, pipe (|)")
