@@ -119,6 +119,7 @@ def validate(config: Annotated[Path, typer.Argument(help="Experiment YAML to che
     from tunewise.runs import Session
 
     session = Session.from_file(config, announce=False)
+    session.check_models()
     out.print(f"{config}: valid · {session.task().summary()} · strategies: "
               f"{', '.join(s.id for s in session.config.strategies)}", highlight=False)
     for line in session.longest_inputs():

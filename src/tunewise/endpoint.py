@@ -2,6 +2,8 @@
 server: the API key read from an environment variable (`read_api_key`), and `tunewise serve` started as a real
 subprocess on a free loopback port (`ServerProcess`: the agent apps, tests, benchmarks), waited for until it
 answers and always stopped on exit from the `with` block. It imports nothing of tunewise but the foundation.
+`ApiError` is the endpoint's OpenAI-shaped error, here so that the local fine-tuning job service (used by both
+`tunewise serve` and `openai-finetune`) can raise it without importing the server.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from tunewise.foundation import UserError
 
@@ -27,6 +30,28 @@ def read_api_key(env_var: str | None) -> str | None:
         raise UserError(f"--api-key-env {env_var}: that environment variable is not set or empty; export the key "
                         "in it first")
     return key
+
+
+# OpenAI's error types by HTTP status, so that every OpenAI client raises its usual exception
+TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 404: "invalid_request_error",
+         405: "invalid_request_error", 409: "invalid_request_error", 413: "invalid_request_error",
+         422: "invalid_request_error", 429: "rate_limit_error", 500: "server_error", 503: "server_error"}
+
+
+class ApiError(Exception):
+    """An OpenAI-shaped error: `{"error": {"message", "type", "param", "code"}}` with HTTP `status`."""
+
+    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.status, self.message, self.param, self.code = status, message, param, code
+
+    def body(self) -> dict[str, Any]:
+        return error_body(self.status, self.message, self.param, self.code)
+
+
+def error_body(status: int, message: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": TYPES.get(status, "invalid_request_error"), "param": param,
+                      "code": code}}
 
 
 def free_port() -> int:

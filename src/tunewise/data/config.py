@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
+from tunewise.data.delimited import delimiter_char
 from tunewise.foundation import Strict
 
 
@@ -30,6 +31,9 @@ class TaskConfig(Strict):
     test: str | None = Field(None, description="Separate file (or hf split name) for the held-out test set.")
     has_header: bool = Field(True, description="CSV/TSV files: first line holds column names. When false, "
                              "columns are named 0, 1, 2, ...")
+    delimiter: str | None = Field(None, description="CSV/TSV files: the field delimiter, one of comma (,), "
+                                  "semicolon (;), tab, pipe (|). Default: detected from the file (quote-aware), "
+                                  "the suffix's (.csv comma, .tsv tab) on a tie.")
     instruction: str | None = Field(None, description="What the model should do, in plain words.")
     test_size: float = Field(0.3, gt=0, lt=1, description="Share of rows held out for test when the "
                              "data has no splits (stratified by label, seeded).")
@@ -44,6 +48,11 @@ class TaskConfig(Strict):
         "truncate", description="An example whose prompt does not fit the model's context (or "
         "max_input_tokens): truncate cuts the end of the example's own text, keeping the instruction, "
         "demonstrations and answer, and counts it in the results; refuse stops with an error naming it.")
+
+    @field_validator("delimiter")
+    @classmethod
+    def _delimiter(cls, value: str | None) -> str | None:
+        return None if value is None else delimiter_char(value)
 
     @model_validator(mode="after")
     def _sizes(self) -> TaskConfig:

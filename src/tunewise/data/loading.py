@@ -6,8 +6,6 @@ Every problem with the user's data becomes a one-line `UserError` naming file, r
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import re
 from collections import Counter
@@ -16,7 +14,9 @@ from typing import Any
 
 from tunewise.data.builtin import BUILTIN
 from tunewise.data.chat import chat_row, is_chat_row, shared_system
+from tunewise.data.chat_format import check_chat
 from tunewise.data.config import TaskConfig
+from tunewise.data.delimited import read_delimited
 from tunewise.data.splits import cap, split_rows
 from tunewise.data.task import Example, Task
 from tunewise.errors import UserError
@@ -30,9 +30,9 @@ SPLIT_NAMES = {"train": "train", "training": "train", "validation": "validation"
                "val": "validation", "dev": "validation", "test": "test", "testing": "test"}
 
 
-def read_rows(source: str, has_header: bool = True) -> tuple[list[Row], str]:
+def read_rows(source: str, has_header: bool = True, delimiter: str | None = None) -> tuple[list[Row], str]:
     """Rows of a file (or a Hugging Face dataset 'hf:NAME[:CONFIG][@SPLIT]') and the name to cite in
-    errors."""
+    errors. `delimiter` (one of , ; tab |) is for delimited files; None detects it (see `delimited.py`)."""
     if source.startswith("hf:"):
         return _read_hf(source[3:]), source
     path = Path(source)
@@ -50,14 +50,14 @@ def read_rows(source: str, has_header: bool = True) -> tuple[list[Row], str]:
         if not rows:
             raise UserError(f"{path}: the Parquet table has no rows; add examples")
         return rows, str(path)
-    raw = path.read_bytes()
+    raw = path.read_bytes().removeprefix(b"\xef\xbb\xbf")  # the BOM first: error offsets then count in `raw`
     try:
-        text = raw.decode("utf-8-sig")
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
         line = raw[: err.start].count(b"\n") + 1
         raise UserError(f"{path}: line {line}: not valid UTF-8 (byte 0x{raw[err.start]:02x}); "
                         "re-save the file as UTF-8") from None
-    rows = _read_jsonl(path, text) if fmt == "jsonl" else _read_delimited(path, text, fmt, has_header)
+    rows = _read_jsonl(path, text) if fmt == "jsonl" else read_delimited(path, text, fmt, has_header, delimiter)
     if not rows:
         if not text.strip():
             raise UserError(f"{path}: the file is empty; add examples")
@@ -66,61 +66,24 @@ def read_rows(source: str, has_header: bool = True) -> tuple[list[Row], str]:
 
 
 def _read_jsonl(path: Path, text: str) -> list[Row]:
-    rows = []
+    rows: list[tuple[int, Any]] = []
     for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise UserError(f"{path}: line {n}: not valid JSON ({err.msg}); fix or remove the line") from None
+        except (json.JSONDecodeError, RecursionError) as err:
+            why = getattr(err, "msg", "nested too deeply")
+            raise UserError(f"{path}: line {n}: not valid JSON ({why}); fix or remove the line") from None
         if not isinstance(row, dict):
             raise UserError(f"{path}: line {n}: expected a JSON object with named fields (one per line), "
                             f"got {type(row).__name__}")
-        rows.append({**(chat_row(row, str(path), n) if is_chat_row(row) else row), "__line__": n})
-    return rows
-
-
-def _read_delimited(path: Path, text: str, delimiter: str, has_header: bool) -> list[Row]:
-    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
-    records: list[tuple[int, list[str]]] = []  # (line the record starts on, cells)
-    start = 1
-    try:
-        for rec in reader:
-            records.append((start, rec))
-            start = reader.line_num + 1
-    except csv.Error as err:
-        raise UserError(f"{path}: line {start}: cannot parse ({err})") from None
-    if not records:
-        return []
-    if any("\n" in cell for cell in records[-1][1]) and _unclosed_quote(text, delimiter):
-        raise UserError(f"{path}: line {records[-1][0]}: a quoted field is never closed, so the rest of the "
-                        "file reads as one value; close or remove the stray '\"'")
-    first = records[0][1]
-    header = [h.strip() for h in first] if has_header else [str(i) for i in range(len(first))]
-    dupes = sorted({h for h in header if header.count(h) > 1})
-    if dupes:
-        raise UserError(f"{path}: line 1: column '{dupes[0]}' appears more than once in the header; "
-                        "rename the repeats")
-    rows = []
-    for n, rec in records[1:] if has_header else records:
-        if not any(cell.strip() for cell in rec):
-            continue
-        if len(rec) > len(header) and any(cell.strip() for cell in rec[len(header):]):
-            sep = "tab" if delimiter == "\t" else f"'{delimiter}'"
-            raise UserError(f"{path}: row {n}: {len(rec)} fields but the header has {len(header)}; "
-                            f"put values that contain a {sep} in double quotes")
-        rows.append({**{h: (rec[i] if i < len(rec) else "") for i, h in enumerate(header)}, "__line__": n})
-    return rows
-
-
-def _unclosed_quote(text: str, delimiter: str) -> bool:
-    try:
-        for _ in csv.reader(io.StringIO(text), delimiter=delimiter, strict=True):
-            pass
-    except csv.Error as err:
-        return "unexpected end of data" in str(err)
-    return False
+        rows.append((n, row))
+    if rows and all(is_chat_row(row) for _, row in rows):  # a fine-tuning file: the providers' checks, all at once
+        report = check_chat(text)
+        if report.problems:
+            raise UserError(report.describe(str(path)))
+    return [{**(chat_row(row, str(path), n) if is_chat_row(row) else row), "__line__": n} for n, row in rows]
 
 
 def _read_parquet(path: Path) -> list[Row]:
@@ -205,7 +168,7 @@ def load_task(cfg: TaskConfig, seed: int = 0, limit: int | None = None) -> Task:
     elif cfg.train:
         rows, where = [], (f"{cfg.source}@{cfg.train}" if hf else cfg.train)
     else:
-        rows, where = read_rows(cfg.source, cfg.has_header)
+        rows, where = read_rows(cfg.source, cfg.has_header, cfg.delimiter)
     if rows:
         in_col = _guess(rows, cfg.input_column, INPUT_CANDIDATES, "input", where)
         tgt_col = _guess(rows, cfg.target_column, TARGET_CANDIDATES, "target", where)
@@ -217,7 +180,7 @@ def load_task(cfg: TaskConfig, seed: int = 0, limit: int | None = None) -> Task:
     for split, source in named.items():
         if source:
             spec = f"{cfg.source}@{source}" if hf else source
-            srows, swhere = read_rows(spec, cfg.has_header)
+            srows, swhere = read_rows(spec, cfg.has_header, cfg.delimiter)
             in_col = _guess(srows, cfg.input_column, INPUT_CANDIDATES, "input", swhere)
             tgt_col = _guess(srows, cfg.target_column, TARGET_CANDIDATES, "target", swhere)
             parts[split] = _to_examples(srows, swhere, in_col, tgt_col, prefix=f"{split}:")

@@ -169,7 +169,24 @@ class Session:
         for s in strategies:
             self.check(s)
         for s in strategies:
-            self.backend_for(s)
+            backend = self.backend_for(s)
+            if backend.capabilities.local_weights:  # e.g. PEFT module names against the loaded model
+                s.check_model(backend.model)
+
+    def check_models(self) -> None:
+        """For `tunewise validate`: each strategy's settings that name parts of a LOCAL model (PEFT module
+        names, ...) checked against it, built from its config on the meta device (no weights); UserError."""
+        from tunewise.backends.skeleton import meta_model
+
+        models: dict[str, object] = {}
+        for entry in self.config.strategies:
+            s = self.strategy(entry)
+            if type(s).check_model is Strategy.check_model:
+                continue
+            if s.backend_kind not in models:
+                models[s.backend_kind] = meta_model(self.model_for(s.backend_kind), s.backend_kind)
+            if models[s.backend_kind] is not None:
+                s.check_model(models[s.backend_kind])
 
     def context(self, artifact_dir: Path, seed: int | None = None, **kwargs: Any) -> FitContext:
         """A FitContext over this session's backends, consent and prices."""

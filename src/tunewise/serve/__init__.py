@@ -1,8 +1,8 @@
 """`tunewise serve`: an OpenAI-compatible HTTP server over the strategies of one run (FastAPI + uvicorn).
 
 `build_app` rebuilds the run's predictors (`hub.ModelHub`), adds the files and fine-tuning jobs service
-(`jobs.JobService`, state under RUN/serve/ by default) and returns the app; `serve_run` runs it. The key
-(optional) is read from an environment variable and is never printed or written anywhere.
+(`strategies.finetuning._jobs.JobService`, state under RUN/serve/ by default) and returns the app; `serve_run`
+runs it. The key (optional) is read from an environment variable and is never printed or written anywhere.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ def build_app(run_dir: str | Path, strategies: list[str] | None = None, api_key:
     """(app, hub, jobs) for a run folder; jobs is None when the base model is not a local one."""
     from tunewise.serve.api import create_app
     from tunewise.serve.hub import ModelHub
-    from tunewise.serve.jobs import JobService
+    from tunewise.strategies.finetuning._jobs import JobService
 
     hub = ModelHub(run_dir, strategies, device, log)
     jobs = None

@@ -1,28 +1,15 @@
 """OpenAI-shaped errors: `{"error": {"message", "type", "param", "code"}}` with the matching HTTP status,
-so that every OpenAI client raises its usual exception (BadRequestError, NotFoundError, ...)."""
+so that every OpenAI client raises its usual exception (BadRequestError, NotFoundError, ...). `ApiError` itself
+lives in `tunewise.endpoint` (the job service below the server raises it too)."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 404: "invalid_request_error",
-         405: "invalid_request_error", 409: "invalid_request_error", 413: "invalid_request_error",
-         422: "invalid_request_error", 429: "rate_limit_error", 500: "server_error", 503: "server_error"}
+from tunewise.endpoint import TYPES, ApiError, error_body
 
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None):
-        super().__init__(message)
-        self.status, self.message, self.param, self.code = status, message, param, code
-
-    def body(self) -> dict[str, Any]:
-        return error_body(self.status, self.message, self.param, self.code)
-
-
-def error_body(status: int, message: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:
-    return {"error": {"message": message, "type": TYPES.get(status, "invalid_request_error"), "param": param,
-                      "code": code}}
+__all__ = ["TYPES", "ApiError", "context_length_exceeded", "error_body", "json_object", "not_found", "refuse_cut"]
 
 
 def not_found(model: str, known: list[str]) -> ApiError:

@@ -11,7 +11,7 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import Response
 
 from tunewise.serve.errors import ApiError, json_object
-from tunewise.serve.jobs import MAX_FILE_BYTES, JobService
+from tunewise.strategies.finetuning._jobs import MAX_FILE_BYTES, JobService
 
 
 def _page(items: list[dict[str, Any]], after: str | None, limit: int) -> dict[str, Any]:

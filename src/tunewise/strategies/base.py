@@ -112,6 +112,12 @@ class Strategy(ABC):
         """Rebuild a finished fit from its saved artifact (resume); None when there is nothing to load."""
         return None
 
+    def check_model(self, model) -> None:
+        """UserError when a setting names what `model` (the base `torch.nn.Module`, possibly built on the meta
+        device from its config alone) does not have, e.g. PEFT module names; called before anything trains
+        (`Session.prepare`) and by `tunewise validate`. Strategies that name no modules keep this no-op."""
+        return None
+
 
 def fit_or_load(strategy: Strategy, backend, task: Task, ctx: FitContext) -> tuple[Predictor, bool]:
     """The strategy's predictor: rebuilt by `load()` when artifact_dir holds a finished fit (fit.json), else

@@ -13,10 +13,13 @@ import pytest
 from typer.testing import CliRunner
 
 from _serving import THREADS, run_folder, tiny_run, write_config
+from conftest import CASES
 from tunewise.cli import app
+from tunewise.data.chat_format import check_chat
 from tunewise.serve.process import ServerProcess
-from tunewise.strategies.finetuning._chat_data import check_lines
 
+WINDOWS = CASES / "finetune_jsonl" / "library_chat_windows.jsonl"
+EMPTY = CASES / "finetune_jsonl" / "library_chat_empty_answers.jsonl"
 ROWS = [("the app was great", "positive"), ("awful and broken", "negative"), ("i love it", "positive"),
         ("terrible service", "negative")]
 
@@ -68,11 +71,48 @@ def test_the_data_check_names_every_kind_of_problem():
         "{not json", json.dumps({"rows": []}), json.dumps({"messages": [{"role": "robot", "content": "x"}]}),
         json.dumps({"messages": [{"role": "user", "content": "x"}]}),
         json.dumps({"messages": [{"role": "user", "content": "x", "mood": 1}, {"role": "assistant", "content": "y"}]})]
-    report = check_lines(lines, lambda text: len(text.split()))
+    report = check_chat("\n".join(lines), lambda text: len(text.split()))
     assert report.examples == 4 and len(report.tokens) == 4 and min(report.tokens) > 0
-    assert dict(report.errors) == {"not_valid_json": [5], "missing_messages_list": [6], "unrecognized_role": [7],
-                                   "example_missing_assistant_message": [8], "message_unrecognized_key": [9]}
-    assert report.first_error("f.jsonl").startswith("f.jsonl line 5: not valid json")
+    assert [(p.line, p.field) for p in report.problems] == [
+        (5, ""), (6, "messages"), (7, "messages[0].role"), (8, "messages"), (9, "messages[0].mood")]
+    assert report.describe("f.jsonl").startswith("f.jsonl: line 5: not valid JSON")
+
+
+def test_the_case_files_through_v1_files(client):
+    """The shared cases: a BOM + CRLF file is accepted with its 8 examples; empty and blank answers are refused
+    naming lines 3 and 5; an unknown role is named with the allowed ones."""
+    uploaded = client.files.create(file=(WINDOWS.name, WINDOWS.read_bytes()), purpose="fine-tune")
+    assert uploaded.status == "processed" and uploaded.model_extra["examples"] == 8
+    assert client.files.content(uploaded.id).content == WINDOWS.read_bytes()  # stored as sent
+    with pytest.raises(openai.BadRequestError) as info:
+        client.files.create(file=(EMPTY.name, EMPTY.read_bytes()), purpose="fine-tune")
+    message = info.value.body["message"]
+    assert message.startswith(f"{EMPTY.name}: line 3: messages[2].content: the assistant's answer is empty")
+    assert "line 5: messages[2].content: the assistant's answer is blank" in message
+    robot = json.dumps({"messages": [{"role": "robot", "content": "x"}, {"role": "assistant", "content": "y"}]})
+    with pytest.raises(openai.BadRequestError, match=r"line 1: messages\[0\].role: 'robot' is not a known role "
+                                                     r"\(use one of: system, developer, user, assistant, tool"):
+        client.files.create(file=("robot.jsonl", robot.encode()), purpose="fine-tune")
+
+
+def test_the_case_files_through_openai_finetunes_data_check(tmp_path, tiny_causal):
+    """openai-finetune on a local model reads the chat file as its task: the BOM + CRLF file trains on all its
+    examples; the empty answers stop the run (exit 2) before any model loads, naming both lines."""
+    strategy = {"name": "openai-finetune", "epochs": 1, "batch_size": 4, "poll_seconds": 0.05, "validation": False}
+    bad = write_config(tmp_path / "bad.yaml", task={"source": str(EMPTY), "kind": "generation"}, model=tiny_causal,
+                       strategies=[strategy], output_dir=str(tmp_path / "runs"))
+    result = CliRunner().invoke(app, ["run", str(bad)])
+    assert result.exit_code == 2, result.output
+    assert "line 3: messages[2].content" in result.output and "line 5: messages[2].content" in result.output
+    assert not (tmp_path / "runs").exists()
+    good = write_config(tmp_path / "good.yaml", task={"source": str(WINDOWS), "kind": "generation",
+                                                      "test_size": 0.25, "validation_size": 0.0},
+                        model=tiny_causal, strategies=[strategy], output_dir=str(tmp_path / "runs"), seed=1)
+    result = CliRunner().invoke(app, ["run", str(good)])
+    assert result.exit_code == 0, result.output
+    folder = run_folder(result.output)
+    check = json.loads((folder / "strategies" / "openai-finetune" / "data_check.json").read_text())
+    assert check["train"]["examples"] == 6 and check["train"]["problems"] == []  # 8 examples, 2 held out
 
 
 def test_the_sdk_fine_tunes_a_model_on_tunewise_serve(client, tiny_causal):
@@ -94,7 +134,7 @@ def test_the_sdk_fine_tunes_a_model_on_tunewise_serve(client, tiny_causal):
     assert reply.choices[0].finish_reason in ("stop", "length")
     with pytest.raises(openai.BadRequestError, match="already succeeded"):
         client.fine_tuning.jobs.cancel(job.id)
-    with pytest.raises(openai.BadRequestError, match="line 1: not valid json"):
+    with pytest.raises(openai.BadRequestError, match="line 1: not valid JSON"):
         client.files.create(file=("bad.jsonl", io.BytesIO(b"{oops\n")), purpose="fine-tune")
     with pytest.raises(openai.BadRequestError, match="not available for fine-tuning"):
         client.fine_tuning.jobs.create(model="gpt-4o-mini", training_file=uploaded.id)

@@ -1,6 +1,6 @@
 """Where `openai-finetune` sends its job: an OpenAI-compatible API through the SDK (OpenAI itself, Azure,
-`tunewise serve`), or, on a local model, tunewise's own job service run in-process (the same code that
-backs `tunewise serve`'s /v1/fine_tuning/jobs). Both speak in the API's JSON objects (dicts)."""
+`tunewise serve`), or, on a local model, tunewise's own job service run in-process (`_jobs.JobService`, the
+same code that backs `tunewise serve`'s /v1/fine_tuning/jobs). Both speak in the API's JSON objects (dicts)."""
 
 from __future__ import annotations
 
@@ -53,15 +53,15 @@ class LocalProvider:
     token_counter = "model tokenizer"
 
     def __init__(self, backend, folder: Path, base_learning_rate: float, options: dict[str, Any]):
-        from tunewise.serve.hub import base_id
-        from tunewise.serve.jobs import JobService
+        from tunewise.foundation import base_id
+        from tunewise.strategies.finetuning._jobs import JobService
 
         self.folder, self.options, self.base_model = folder, options, base_id(backend.name)
         self.service = JobService(folder, backend, self.base_model, {backend.name},
                                   base_learning_rate=base_learning_rate, worker=False)
 
     def _guard(self, fn, *args):
-        from tunewise.serve.errors import ApiError
+        from tunewise.endpoint import ApiError
 
         try:
             return fn(*args)

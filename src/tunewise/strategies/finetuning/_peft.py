@@ -55,6 +55,9 @@ class PeftStrategy(Strategy):
     needs = ("can_train",)
     # Options named in a UserError when peft rejects the config; the first is blamed when none matches.
     options: ClassVar[tuple[str, ...]] = ()
+    # Options holding module names -> the method whose layer types they may name (None: any module, matched as
+    # peft matches modules_to_save); checked against the model before training (`_modules.py`).
+    module_options: ClassVar[dict[str, str | None]] = {}
     can_merge: ClassVar[bool] = False  # whether merge_and_unload() exists for the method
 
     def peft_config(self, backend, task):
@@ -64,9 +67,20 @@ class PeftStrategy(Strategy):
     def initialise(self, model, backend, task) -> None:
         """Hook run on the new PeftModel before training (e.g. a soft prompt initialised from text)."""
 
+    def check_model(self, model) -> None:
+        """Every module name in the settings (and `layers_to_transform`) exists in `model`, as peft matches them."""
+        from tunewise.strategies.finetuning._modules import check_layers, check_modules, layer_types
+
+        where = f"strategies.{self.config.id}"
+        for option, method in self.module_options.items():
+            types = layer_types(method) if method else None
+            check_modules(model, f"{where}.{option}", getattr(self.config, option), types, suffix_only=not method)
+        check_layers(model, f"{where}.layers_to_transform", getattr(self.config, "layers_to_transform", None))
+
     def prepare(self, backend, task):
         """The `prepare` hook of the causal path: wrap the fresh base model in this method's PeftModel."""
         def wrap(base):
+            self.check_model(base)  # peft would silently skip a name that matches nothing
             model = create_peft_model(base, lambda: self.peft_config(backend, task), self.config.id, self.options)
             self.initialise(model, backend, task)
             return model

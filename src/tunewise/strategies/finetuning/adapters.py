@@ -40,6 +40,19 @@ class Adapters(Strategy):
     summary = "Bottleneck adapters (Pfeiffer/Houlsby) between frozen causal-LM layers; answer-only loss."
     Config = AdaptersConfig
 
+    def check_model(self, model) -> None:
+        """Each of `target_modules` names a Linear of `model`; without them, `placement` finds one."""
+        from tunewise.strategies.finetuning._modules import check_modules, layer_types, leaf_names
+
+        c = self.config
+        check_modules(model, f"strategies.{c.id}.target_modules", c.target_modules, layer_types("adapters"))
+        defaults = _bottleneck.TARGETS[c.placement]
+        names = [n for n, _ in model.named_modules()]
+        if c.target_modules is None and not any(n.endswith("." + s) for n in names for s in defaults):
+            raise UserError(f"strategies.{c.id}.placement: {type(model).__name__} has none of {c.placement}'s layers "
+                            f"({', '.join(defaults)}); set target_modules to some of: "
+                            f"{', '.join(leaf_names(model, layer_types('adapters')))}")
+
     def _settings(self) -> dict:
         c = self.config
         return {"placement": c.placement, "reduction_factor": c.reduction_factor, "activation": c.activation,
@@ -53,6 +66,7 @@ class Adapters(Strategy):
 
     def _prepare(self, ctx):
         def add(model):
+            self.check_model(model)
             try:
                 adapted = _bottleneck.add_bottlenecks(model, **self._settings())
             except UserError as err:

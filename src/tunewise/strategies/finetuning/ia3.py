@@ -23,6 +23,8 @@ class IA3Config(CausalTrainConfig):
     feedforward_modules: list[str] | None = Field(
         None, description="Which of target_modules are feed-forward layers (scaled on their input, not "
         "output); null: peft's default for the architecture.")
+    modules_to_save: list[str] | None = Field(
+        None, description="Modules trained in full besides the vectors and saved with them, e.g. [lm_head].")
     merge: bool = Field(False, description="Also save the base model with the vectors merged in (`merged/`, "
                         "loads with plain transformers); sizes of both go to the report.")
 
@@ -46,7 +48,8 @@ class IA3(PeftStrategy):
     name = "ia3"
     summary = "(IA)^3 (PEFT): learnt rescaling vectors on the causal LM; answer-only loss; mergeable."
     Config = IA3Config
-    options = ("target_modules", "feedforward_modules")
+    options = ("target_modules", "feedforward_modules", "modules_to_save")
+    module_options = {"target_modules": "ia3", "feedforward_modules": "ia3", "modules_to_save": None}
     can_merge = True
 
     def peft_config(self, backend, task):
@@ -54,4 +57,4 @@ class IA3(PeftStrategy):
 
         c = self.config
         return PeftIA3Config(task_type="CAUSAL_LM", target_modules=c.target_modules,
-                             feedforward_modules=c.feedforward_modules)
+                             feedforward_modules=c.feedforward_modules, modules_to_save=c.modules_to_save)

@@ -60,8 +60,9 @@ class OpenAIFinetuneConfig(TrainConfig):
                                    "exceeds this many USD.")
     training_price: float | None = Field(None, ge=0, description="USD per million training tokens (default: "
                                          "prices.api[MODEL].training of the run's config).")
-    max_tokens_per_example: int = Field(65_536, gt=0, description="Longest example the provider trains on; "
-                                        "longer ones are flagged by the data check (and truncated there).")
+    max_tokens_per_example: int = Field(65_536, gt=0, description="Longest example (tokens) the provider "
+                                        "trains on (at most the model's context): the data check refuses a longer "
+                                        "one, naming its line.")
     poll_seconds: float = Field(10.0, ge=0.05, le=600, description="Seconds between two status polls.")
     job: str | None = Field(None, pattern=r"^ftjob-[A-Za-z0-9_-]{1,64}$", description="Score the model of this "
                             "existing job (one your own openai SDK code started, e.g. against tunewise serve) "
@@ -162,9 +163,11 @@ class OpenAIFinetune(Strategy):
                 continue
             paths[split] = ctx.artifact_dir / f"{split}.jsonl"
             _chat_data.write_jsonl(paths[split], conversations(task, examples))
-            report = _chat_data.check_file(paths[split], backend.count_tokens, c.max_tokens_per_example)
+            limit = min(c.max_tokens_per_example, backend.context_window or c.max_tokens_per_example)
+            report = _chat_data.check_file(paths[split], backend.count_tokens, limit)
             if not report.ok:
-                raise UserError(report.first_error(str(paths[split])))
+                raise UserError(report.describe(str(paths[split])))
+            _warn(c.id, paths[split], report.warnings)
             checks[split] = report
         epochs = math.ceil(c.epochs)
         tokens = checks["train"].billed_tokens(epochs, c.max_tokens_per_example)
@@ -251,3 +254,16 @@ class OpenAIFinetune(Strategy):
         # tunewise's own job service also reports what a provider does not (trainable parameters, ...).
         stats.update({k: v for k, v in (job.get("tunewise") or {}).items() if v is not None})
         ctx.stats.update(stats)
+
+
+def _warn(strategy_id: str, path, warnings: list) -> None:
+    """Warnings of the data check (repeated examples): shown, not refused, as OpenAI's cookbook reports them."""
+    if not warnings:
+        return
+    from rich.markup import escape
+
+    from tunewise.progress import console
+
+    more = f" (and {len(warnings) - 3} more)" if len(warnings) > 3 else ""
+    console.print(f"[yellow]warning:[/] {strategy_id}: {escape(str(path))}: "
+                  f"{escape('; '.join(map(str, warnings[:3])))}{more}", highlight=False, soft_wrap=True)

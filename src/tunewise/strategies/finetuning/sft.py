@@ -63,6 +63,13 @@ class Sft(Strategy):
     summary = "Instruction tuning with the chat template, loss on the response only; LoRA or full weights."
     Config = SftConfig
 
+    def check_model(self, model) -> None:
+        from tunewise.strategies.finetuning._modules import check_modules, layer_types
+
+        if self.config.method == "lora":
+            check_modules(model, f"strategies.{self.config.id}.target_modules", self.config.target_modules,
+                          layer_types("lora"))
+
     def _how(self, backend, task) -> CausalFit:
         """method full: every weight of the fresh model trains; lora: it is wrapped in LoRA adapters."""
         c = self.config
@@ -73,6 +80,7 @@ class Sft(Strategy):
         def lora(model):
             from peft import LoraConfig
 
+            self.check_model(model)
             return create_peft_model(model, lambda: LoraConfig(
                 task_type="CAUSAL_LM", r=c.rank, lora_alpha=c.alpha, lora_dropout=c.lora_dropout,
                 target_modules=c.target_modules), c.id, ("target_modules",))

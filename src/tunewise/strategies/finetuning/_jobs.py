@@ -1,4 +1,7 @@
-"""The OpenAI files and fine-tuning jobs API, backed by local LoRA training.
+"""The OpenAI files and fine-tuning jobs API, backed by local LoRA training: what `tunewise serve` serves at
+/v1/files and /v1/fine_tuning/jobs (`serve/routes_jobs.py`) and what `openai-finetune` runs in-process on a
+local model (`_ft_providers.LocalProvider`), so it lives here, below both. Uploads are checked by
+`tunewise.data.chat_format`, the same check `openai-finetune` makes.
 
 State lives in a folder of JSON files (files/, jobs/, models/), written atomically, so a restarted
 server still lists every file and job, serves every model it trained, and re-queues jobs that were
@@ -21,9 +24,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tunewise.serve.checkpoints import Checkpoints, model_name
-from tunewise.serve.errors import ApiError
-from tunewise.strategies.finetuning._chat_data import auto_epochs, check_lines
+from tunewise.data.chat_format import check_chat, decode
+from tunewise.endpoint import ApiError
+from tunewise.strategies.finetuning._chat_data import auto_epochs
+from tunewise.strategies.finetuning._job_checkpoints import Checkpoints, model_name
 
 MAX_FILE_BYTES = 200 * 2**20
 TERMINAL = {"succeeded", "failed", "cancelled"}
@@ -99,18 +103,15 @@ class JobService:
                            "purpose", "invalid_purpose")
         if len(data) > MAX_FILE_BYTES:
             raise ApiError(413, f"file too large ({len(data)} bytes; at most {MAX_FILE_BYTES})", "file")
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError:
-            raise ApiError(400, f"{filename}: not UTF-8 text; upload chat-format JSONL", "file",
-                           "invalid_file") from None
-        report = check_lines(text.splitlines(), self.count_tokens)
-        if not report.ok:
-            raise ApiError(400, report.first_error(filename), "file", "invalid_file")
+        text, problem = decode(data)
+        report = check_chat(text or "", self.count_tokens, self.backend.context_window)
+        if problem or not report.ok:
+            raise ApiError(400, f"{filename}: {problem}" if problem else report.describe(filename), "file",
+                           "invalid_file")
         item = {"id": _id("file"), "object": "file", "bytes": len(data), "created_at": _now(),
                 "filename": Path(filename).name or "upload.jsonl", "purpose": purpose, "status": "processed",
                 "status_details": None, "expires_at": None, "examples": report.examples,
-                "tokens": sum(report.tokens)}
+                "tokens": sum(report.tokens), "warnings": [str(w) for w in report.warnings]}
         with self._lock:
             self._path("files", item["id"], ".jsonl").write_bytes(data)
             self._save("files", item)
@@ -233,7 +234,7 @@ class JobService:
     def _conversations(self, file_id: str | None) -> list[list[dict]]:
         if not file_id:
             return []
-        return check_lines(self.file_content(file_id).decode("utf-8").splitlines(), self.count_tokens).conversations
+        return check_chat(self.file_content(file_id).decode("utf-8-sig")).conversations
 
     def _train(self, job: dict[str, Any]) -> None:
         from tunewise.strategies.finetuning._chat_sft import train_lora_on_chats
