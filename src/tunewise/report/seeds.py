@@ -51,3 +51,37 @@ def spread_text(spread: dict[str, Any] | None) -> str:
 def points(metric: str, x: float) -> str:
     """A difference of the metric: percentage points for a share, the coefficient's own units otherwise."""
     return f"{x:.3f}" if metric in fmt.COEFFICIENTS else f"{100 * x:.1f} points"
+
+
+def seed_doubt(leader: Any, feasible: list[Any], spread: dict[str, dict[str, Any]] | None) -> dict[str, Any] | None:
+    """When the leader's seeds disagree (range of its primary metric across seeds) by more than its lead over the
+    next feasible strategy, {"leader", "next", "gap", "range", "n", "within"}: `within` are the strategies
+    (StrategyCost) inside the leader's seed range, all of which a rerun at another seed could put first. None
+    when there is no next strategy, no spread for the leader, or its seeds agree to within the gap."""
+    s = (spread or {}).get(leader.strategy)
+    others = sorted((c for c in feasible if c is not leader), key=lambda c: -c.quality)
+    if not s or not others:
+        return None
+    gap = leader.quality - others[0].quality
+    if s["range"] <= gap:
+        return None
+    within = [leader] + [c for c in others if c.quality >= leader.quality - s["range"]]
+    return {"leader": leader.strategy, "next": others[0].strategy, "gap": gap, "range": s["range"], "n": s["n"],
+            "metric": s["metric"], "within": within}
+
+
+def doubt_headline(doubt: dict[str, Any], choice: Any) -> str:
+    """The verdict's sentence when the seeds decide nothing: the leader is not called the winner."""
+    kind = "prompt engineering" if choice.family == "prompting" else "fine-tuning"
+    metric = doubt["metric"]
+    return (f"No winner on quality: {doubt['leader']} leads {doubt['next']} by {points(metric, doubt['gap'])}, but "
+            f"its {doubt['n']} seeds disagree by {points(metric, doubt['range'])} (range of "
+            f"{fmt.metric_name(metric)} across seeds), so another seed could change the order. Use {choice.strategy} "
+            f"({kind}): the cheapest at your volume of the {len(doubt['within'])} strategies within that spread.")
+
+
+def doubt_reason(doubt: dict[str, Any], leader_quality: float) -> str:
+    """Why a strategy other than the leader is named although the leader scores higher at the run's seed."""
+    metric = doubt["metric"]
+    return (f"{doubt['leader']} scores {fmt.score(metric, leader_quality)} at the run's seed, but across its "
+            f"{doubt['n']} seeds it ranges over {points(metric, doubt['range'])}, more than its lead.")

@@ -1,0 +1,139 @@
+"""The Ray executor on a Ray instance started in the test (2 CPUs): three cells on the tiny models give the local
+executor's predictions; a worker killed during a cell is retried and nothing is lost; a run interrupted on Ray
+resumes with the local executor; per-strategy resources; without Ray, `--executor ray` names the extra."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from tunewise.config import parse_config
+from tunewise.experiment import run_experiment
+from tunewise.runs import Run, executor_for
+from tunewise.runs.ray_executor import SOURCE_ROOT, resources_for
+from tunewise.store import open_run
+
+ray = pytest.importorskip("ray")
+HERE = Path(__file__).resolve().parent  # _ray_hooks.py: the test-only worker setup hook
+sys.path.insert(0, str(HERE))
+from _ray_hooks import CRASH_FILE, MARKER  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    """One local Ray instance for the module: workers import tunewise from this source tree and run the
+    test-only hook that can kill a worker mid-cell."""
+    import logging
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
+             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([str(SOURCE_ROOT), str(HERE)]),
+                                       "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"},
+                          "worker_process_setup_hook": "_ray_hooks.crash_once"})
+    yield
+    ray.shutdown()
+
+
+def _config(tmp_path: Path, data: Path, causal: str, encoder: str, **kw):
+    return parse_config({"task": {"source": str(data), "test_size": 0.25}, "model": causal, "encoder": encoder,
+                         "device": "cpu", "seed": 3, "output_dir": str(tmp_path / "runs"),
+                         "strategies": ["zero-shot", {"name": "few-shot", "k": 2},
+                                        {"name": "head-only", "epochs": 1}], **kw})
+
+
+def _outcome(run_dir: Path) -> dict[str, tuple]:
+    """Per strategy: status, primary value and the outputs in test order (what must not depend on where it ran)."""
+    store, row = open_run(run_dir)
+    try:
+        return {r["strategy"]: (r["status"], r["metrics"].get(r["metrics"].get("primary"), {}).get("value"),
+                                [p["output"] for p in store.predictions(row["id"], r["strategy"])])
+                for r in store.results(row["id"]) if r["family"] != "baseline"}
+    finally:
+        store.close()
+
+
+@pytest.fixture(scope="module")
+def local_reference(tmp_path_factory, tiny_causal, tiny_encoder):
+    from conftest import make_rows, write_csv
+
+    tmp = tmp_path_factory.mktemp("ray-ref")
+    data = write_csv(tmp / "sentiment.csv", make_rows())
+    cfg = _config(tmp, data, tiny_causal, tiny_encoder)
+    return data, _outcome(run_experiment(cfg, executor="local"))
+
+
+def test_cells_on_ray_give_the_local_executors_results(ray_local, local_reference, tmp_path, tiny_causal,
+                                                        tiny_encoder):
+    data, local = local_reference
+    run_dir = run_experiment(_config(tmp_path, data, tiny_causal, tiny_encoder), executor="ray")
+    on_ray = _outcome(run_dir)
+    assert set(on_ray) == {"zero-shot", "few-shot", "head-only"}
+    assert all(status == "done" for status, _, _ in on_ray.values())
+    assert on_ray == local  # same predictions, same metric values
+    assert json.loads((run_dir / "results.json").read_text())  # the driver exported the machine-readable copy
+
+
+def test_a_worker_killed_during_a_cell_is_retried_and_nothing_is_lost(ray_local, local_reference, tmp_path,
+                                                                      tiny_causal, tiny_encoder):
+    data, local = local_reference
+    run = Run.create(_config(tmp_path, data, tiny_causal, tiny_encoder))
+    try:
+        (run.dir / CRASH_FILE).write_text("few-shot\n")
+        run.write_splits()
+        failures = run.execute(run.cells(), executor_for(run.config, "ray"))
+        run.finish()
+    finally:
+        run.close()
+    assert (run.dir / "strategies" / "few-shot" / MARKER).is_file()  # its first worker did die mid-cell
+    assert failures == []
+    assert _outcome(run.dir) == local
+
+
+def test_a_run_interrupted_on_ray_resumes_locally(ray_local, local_reference, tmp_path, tiny_causal, tiny_encoder,
+                                                  monkeypatch):
+    data, local = local_reference
+    finished = Run.cell_finished
+
+    def stop_after_first(self, cell, result):  # Ctrl-C in the driver once one cell is stored
+        finished(self, cell, result)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Run, "cell_finished", stop_after_first)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(_config(tmp_path, data, tiny_causal, tiny_encoder), executor="ray")
+    monkeypatch.setattr(Run, "cell_finished", finished)
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    store, row = open_run(run_dir)
+    statuses = sorted(r["status"] for r in store.results(row["id"]) if r["family"] != "baseline")
+    store.close()
+    assert row["status"] == "interrupted" and statuses == ["done", "interrupted", "interrupted"]
+    run_experiment(resume=run_dir, executor="local")
+    assert _outcome(run_dir) == local
+
+
+def test_resources_default_per_family_and_are_overridden_by_family_then_strategy_id():
+    cfg = parse_config({"model": "fake", "encoder": "fake", "strategies": ["zero-shot", "lora"],
+                        "executor": {"resources": {"finetuning": {"num_cpus": 2, "memory_mb": 512},
+                                                   "lora": {"num_gpus": 0.5}}}})
+    res = cfg.executor.resources
+    assert resources_for("prompting", "zero-shot", res, gpus=True) == {"num_cpus": 1, "num_gpus": 0}
+    assert resources_for("finetuning", "full-finetune", {}, gpus=True) == {"num_cpus": 1, "num_gpus": 1}
+    assert resources_for("finetuning", "full-finetune", {}, gpus=False) == {"num_cpus": 1, "num_gpus": 0}
+    assert resources_for("finetuning", "lora", res, gpus=True) == {"num_cpus": 2, "num_gpus": 0.5,
+                                                                   "memory": 512 * 2**20}
+
+
+def test_without_ray_the_cli_names_the_extra_and_exits_2(tmp_path, sentiment_csv, monkeypatch):
+    from typer.testing import CliRunner
+
+    from tunewise.cli import app
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed: find_spec("ray") is None
+    result = CliRunner().invoke(app, ["run", "--task", str(sentiment_csv), "--model", "fake", "--strategies",
+                                      "zero-shot", "--output", str(tmp_path / "runs"), "--executor", "ray"])
+    assert result.exit_code == 2
+    assert "pip install 'tunewise[ray]'" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "runs").exists()  # failed before any run folder was made
