@@ -1,6 +1,7 @@
 """The Ray executor on a Ray instance started in the test (2 CPUs): three cells on the tiny models give the local
-executor's predictions; a worker killed during a cell is retried and nothing is lost; a run interrupted on Ray
-resumes with the local executor; per-strategy resources; without Ray, `--executor ray` names the extra."""
+executor's predictions; a worker killed during a cell is retried (up to executor.max_retries, then the cell alone
+fails) and nothing is lost; a run interrupted on Ray resumes with the local executor; per-strategy resources;
+without Ray, `--executor ray` names the extra."""
 
 from __future__ import annotations
 
@@ -45,11 +46,14 @@ def _config(tmp_path: Path, data: Path, causal: str, encoder: str, **kw):
 
 
 def _outcome(run_dir: Path) -> dict[str, tuple]:
-    """Per strategy: status, primary value and the outputs in test order (what must not depend on where it ran)."""
+    """Per strategy: status, primary value, and per test example (in test order) its id, output and label
+    probabilities: what must not depend on where the cell ran (random tiny models answer one label for every
+    example, so the probabilities are what tells two runs apart)."""
     store, row = open_run(run_dir)
     try:
         return {r["strategy"]: (r["status"], r["metrics"].get(r["metrics"].get("primary"), {}).get("value"),
-                                [p["output"] for p in store.predictions(row["id"], r["strategy"])])
+                                [(p["example_id"], p["output"], p["scores"])
+                                 for p in store.predictions(row["id"], r["strategy"])])
                 for r in store.results(row["id"]) if r["family"] != "baseline"}
     finally:
         store.close()
@@ -72,46 +76,29 @@ def test_cells_on_ray_give_the_local_executors_results(ray_local, local_referenc
     on_ray = _outcome(run_dir)
     assert set(on_ray) == {"zero-shot", "few-shot", "head-only"}
     assert all(status == "done" for status, _, _ in on_ray.values())
-    assert on_ray == local  # same predictions, same metric values
+    assert on_ray == local  # same predictions and label probabilities, same metric values
+    assert len({str(scores) for _, _, scores in local["zero-shot"][2]}) > 1  # the comparison can tell examples apart
     assert json.loads((run_dir / "results.json").read_text())  # the driver exported the machine-readable copy
 
 
-def test_a_worker_killed_during_a_cell_is_retried_and_nothing_is_lost(ray_local, local_reference, tmp_path,
-                                                                      tiny_causal, tiny_encoder):
+def test_a_killed_worker_is_retried_a_bounded_number_of_times_and_the_other_cells_are_unaffected(
+        ray_local, local_reference, tmp_path, tiny_causal, tiny_encoder, capfd):
     data, local = local_reference
-    run = Run.create(_config(tmp_path, data, tiny_causal, tiny_encoder))
+    run = Run.create(_config(tmp_path, data, tiny_causal, tiny_encoder, executor={"max_retries": 1}))
     try:
-        (run.dir / CRASH_FILE).write_text("few-shot\n")
+        (run.dir / CRASH_FILE).write_text("few-shot 1\nzero-shot 2\n")  # few-shot's worker dies once, zero-shot's twice
         run.write_splits()
         failures = run.execute(run.cells(), executor_for(run.config, "ray"))
         run.finish()
     finally:
         run.close()
-    assert (run.dir / "strategies" / "few-shot" / MARKER).is_file()  # its first worker did die mid-cell
-    assert failures == []
-    assert _outcome(run.dir) == local
-
-
-def test_a_run_interrupted_on_ray_resumes_locally(ray_local, local_reference, tmp_path, tiny_causal, tiny_encoder,
-                                                  monkeypatch):
-    data, local = local_reference
-    finished = Run.cell_finished
-
-    def stop_after_first(self, cell, result):  # Ctrl-C in the driver once one cell is stored
-        finished(self, cell, result)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(Run, "cell_finished", stop_after_first)
-    with pytest.raises(KeyboardInterrupt):
-        run_experiment(_config(tmp_path, data, tiny_causal, tiny_encoder), executor="ray")
-    monkeypatch.setattr(Run, "cell_finished", finished)
-    (run_dir,) = (tmp_path / "runs").iterdir()
-    store, row = open_run(run_dir)
-    statuses = sorted(r["status"] for r in store.results(row["id"]) if r["family"] != "baseline")
-    store.close()
-    assert row["status"] == "interrupted" and statuses == ["done", "interrupted", "interrupted"]
-    run_experiment(resume=run_dir, executor="local")
-    assert _outcome(run_dir) == local
+    assert (run.dir / "strategies" / "few-shot" / MARKER).read_text() == "1"  # its first worker did die mid-cell
+    assert failures == ["zero-shot: the Ray worker died on all 2 attempts (WorkerCrashedError)"]
+    outcome = _outcome(run.dir)
+    assert outcome["zero-shot"][0] == "failed"
+    assert outcome["few-shot"] == local["few-shot"]  # retried: nothing lost
+    assert outcome["head-only"] == local["head-only"]  # unaffected
+    assert "Traceback" not in capfd.readouterr().err  # Ray's own logs stay out of the terminal
 
 
 def test_resources_default_per_family_and_are_overridden_by_family_then_strategy_id():
@@ -137,3 +124,26 @@ def test_without_ray_the_cli_names_the_extra_and_exits_2(tmp_path, sentiment_csv
     assert result.exit_code == 2
     assert "pip install 'tunewise[ray]'" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "runs").exists()  # failed before any run folder was made
+
+
+
+def test_a_run_interrupted_on_ray_resumes_locally(ray_local, local_reference, tmp_path, tiny_causal, tiny_encoder,
+                                                  monkeypatch):
+    data, local = local_reference
+    finished = Run.cell_finished
+
+    def stop_after_first(self, cell, result):  # Ctrl-C in the driver once one cell is stored
+        finished(self, cell, result)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Run, "cell_finished", stop_after_first)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(_config(tmp_path, data, tiny_causal, tiny_encoder), executor="ray")
+    monkeypatch.setattr(Run, "cell_finished", finished)
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    store, row = open_run(run_dir)
+    statuses = sorted(r["status"] for r in store.results(row["id"]) if r["family"] != "baseline")
+    store.close()
+    assert row["status"] == "interrupted" and statuses == ["done", "interrupted", "interrupted"]
+    run_experiment(resume=run_dir, executor="local")
+    assert _outcome(run_dir) == local

@@ -15,6 +15,7 @@ driver through Ray's object store as the task's result.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import logging
@@ -124,7 +125,8 @@ class RayExecutor(Executor):
                     run.cell_finished(cell, self._result(ray, ref, run, cell, retries))
         except (UserError, KeyboardInterrupt, SystemExit):
             for ref, cell in pending.items():  # the cells still queued or running stop; resume reruns them
-                ray.cancel(ref, force=True)
+                with contextlib.suppress(Exception):  # Ray may be going down with the Ctrl-C; the store matters
+                    ray.cancel(ref, force=True)
                 run.cell_aborted(cell, KeyboardInterrupt())
             raise
 
