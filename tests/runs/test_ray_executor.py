@@ -113,6 +113,15 @@ def test_resources_default_per_family_and_are_overridden_by_family_then_strategy
                                                                    "memory": 512 * 2**20}
 
 
+def test_resources_name_a_strategy_or_a_family_and_a_typo_names_the_key():
+    from tunewise.errors import UserError
+
+    with pytest.raises(UserError, match=r"executor\.resources\.lroa: not a strategy id of this config nor a family"):
+        parse_config({"model": "fake", "strategies": ["lora"], "executor": {"resources": {"lroa": {"num_cpus": 2}}}})
+    with pytest.raises(UserError, match=r"executor\.resources\.lora\.num_cpus: Input should be greater than 0"):
+        parse_config({"model": "fake", "strategies": ["lora"], "executor": {"resources": {"lora": {"num_cpus": 0}}}})
+
+
 def test_without_ray_the_cli_names_the_extra_and_exits_2(tmp_path, sentiment_csv, monkeypatch):
     from typer.testing import CliRunner
 

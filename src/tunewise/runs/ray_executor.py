@@ -19,6 +19,7 @@ import contextlib
 import importlib.util
 import json
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -101,10 +102,15 @@ class RayExecutor(Executor):
 
     def _init(self, ray, run: Run) -> None:
         address = self.address or run.config.executor.address
-        env = {"PYTHONPATH": str(SOURCE_ROOT), "TOKENIZERS_PARALLELISM": "false"}  # workers import this tunewise
+        path = os.pathsep.join(p for p in (str(SOURCE_ROOT), os.environ.get("PYTHONPATH")) if p)
+        env = {"PYTHONPATH": path, "TOKENIZERS_PARALLELISM": "false"}  # workers import this tunewise
         kwargs: dict[str, Any] = {} if address else {"include_dashboard": False}
-        ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR,
-                 runtime_env={"env_vars": env}, **kwargs)
+        try:
+            ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR,
+                     runtime_env={"env_vars": env}, **kwargs)
+        except ConnectionError as err:
+            raise UserError(f"--address {address}: no Ray cluster there ({str(err).splitlines()[0]}); start one "
+                            "with `ray start --head`, or leave --address out to start Ray for this run") from None
 
     def _run_all(self, ray, run: Run, cells: Sequence[Cell]) -> None:
         task = ray.remote(cell_task)
