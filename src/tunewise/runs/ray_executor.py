@@ -116,6 +116,7 @@ class RayExecutor(Executor):
         task = ray.remote(cell_task)
         gpus = ray.cluster_resources().get("GPU", 0) > 0 and run.config.device != "cpu"
         retries = run.config.executor.max_retries if self.max_retries is None else self.max_retries
+        config = ray.put(run.config_dict)  # once in the object store, not once per task
         pending: dict[Any, Cell] = {}
         try:
             for cell in cells:
@@ -123,7 +124,7 @@ class RayExecutor(Executor):
                 opts = resources_for(strategy.family, strategy.config.id, run.config.executor.resources, gpus)
                 run.cell_started(cell)
                 ref = task.options(**opts, max_retries=retries, retry_exceptions=False, name=f"tunewise {cell.id}")
-                pending[ref.remote(cell, str(run.dir), run.config_dict, run.stored(cell), run.yes)] = cell
+                pending[ref.remote(cell, str(run.dir), config, run.stored(cell), run.yes)] = cell
             while pending:
                 ready, _ = ray.wait(list(pending), num_returns=1)
                 for ref in ready:
