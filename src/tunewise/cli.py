@@ -51,9 +51,15 @@ def run(
     strategies: Annotated[str | None, typer.Option(help="Comma-separated strategy names.")] = None,
     limit: Annotated[int | None, typer.Option(help="At most this many test examples.")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed for splits, sampling and training.")] = None,
+    seeds: Annotated[int | None, typer.Option(help="Run every strategy at this many seeds (seed, seed+1, ...) "
+                                              "and show the spread across them.")] = None,
     output: Annotated[str | None, typer.Option(help="Folder for run folders (default: runs).")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or mps.")] = None,
     resume: Annotated[Path | None, typer.Option(help="Finish an interrupted run folder.")] = None,
+    executor: Annotated[str | None, typer.Option(help="Where cells run: local, or ray (each cell a Ray task; "
+                                                 "pip install 'tunewise[ray]'). Default: the config's.")] = None,
+    address: Annotated[str | None, typer.Option(help="Ray cluster to join with --executor ray: auto, "
+                                                "ray://HOST:10001 or HOST:6379 (default: start one here).")] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Agree to paid steps (provider fine-tuning) "
                                       "without asking.")] = False,
 ):
@@ -61,26 +67,30 @@ def run(
     from tunewise.experiment import run_experiment
 
     if resume is not None:
-        if any(v is not None for v in (config, task, model, encoder, strategies, limit, seed, output, device)):
-            raise UserError("--resume continues a run with its own saved config; give no other options")
-        run_dir = run_experiment(resume=resume, yes=yes)
+        given = (config, task, model, encoder, strategies, limit, seed, seeds, output, device)
+        if any(v is not None for v in given):
+            raise UserError("--resume continues a run with its own saved config; give no other options "
+                            "(but --executor and --address)")
+        run_dir = run_experiment(resume=resume, yes=yes, executor=executor, address=address)
     else:
         cfg = _build_config(config, dict(task=task, model=model, encoder=encoder, strategies=strategies,
-                                         limit=limit, seed=seed, output_dir=output, device=device))
-        run_dir = run_experiment(cfg, yes=yes)
+                                         limit=limit, seed=seed, seeds=seeds, output_dir=output, device=device))
+        run_dir = run_experiment(cfg, yes=yes, executor=executor, address=address)
     _show(run_dir)
     out.print(f"run folder: {run_dir}", highlight=False, soft_wrap=True)
 
 
 def _show(run_dir: Path) -> None:
     from tunewise.report.leaderboard import leaderboard
+    from tunewise.report.seeds import seed_spread
     from tunewise.store import open_run
 
     store, run = open_run(run_dir)
     results = store.main_results(run["id"])  # the run's own cells (curve cells are drawn by the report)
+    spread = seed_spread(store.results(run["id"]), run["config"].get("seed", 0))  # `seeds: N`: the other seeds
     store.close()
     task = run["config"]["task"]["source"]
-    out.print(leaderboard(results, title=f"run {run['id']} · task {task} · status {run['status']}"))
+    out.print(leaderboard(results, title=f"run {run['id']} · task {task} · status {run['status']}", spread=spread))
 
 
 @app.command()

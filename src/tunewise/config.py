@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from tunewise.data.config import TaskConfig
@@ -20,9 +20,9 @@ from tunewise.foundation import Strict, UserError, unknown_key
 from tunewise.foundation import format_validation_error as _format
 from tunewise.prices import ApiPrice, PricesConfig
 
-__all__ = ["ApiPrice", "ConstraintsConfig", "ExperimentConfig", "PricesConfig", "Strict", "TaskConfig",
-           "config_to_dict", "dump_config", "format_validation_error", "load_config", "parse_config",
-           "resolve_relative_paths"]
+__all__ = ["ApiPrice", "ConstraintsConfig", "ExecutorConfig", "ExperimentConfig", "PricesConfig", "ResourcesConfig",
+           "Strict", "TaskConfig", "config_to_dict", "dump_config", "format_validation_error", "load_config",
+           "parse_config", "resolve_relative_paths"]
 
 
 class ConstraintsConfig(Strict):
@@ -42,6 +42,31 @@ class ConstraintsConfig(Strict):
                                      "prompting, which changes at once, over retraining.")
 
 
+class ResourcesConfig(Strict):
+    """What one cell reserves from Ray's scheduler (`--executor ray`); unset fields take the family's default."""
+
+    num_cpus: float | None = Field(None, gt=0, description="CPU cores one cell reserves (default 1); the worker "
+                                   "runs torch on that many threads.")
+    num_gpus: float | None = Field(None, ge=0, description="GPUs one cell reserves (default: 1 for fine-tuning "
+                                   "when the Ray cluster has GPUs and `device` is not cpu, else 0); 0.5 shares one.")
+    memory_mb: float | None = Field(None, gt=0, description="Memory in MiB one cell reserves (default: none "
+                                    "reserved); Ray schedules no more cells on a node than its memory holds.")
+
+
+class ExecutorConfig(Strict):
+    kind: Literal["local", "ray"] = Field("local", description="Where cells run: local (one after another in "
+                                          "this process) or ray (each cell a Ray task; `pip install "
+                                          "'tunewise[ray]'`). `--executor` overrides it.")
+    address: str | None = Field(None, description="Ray cluster to join: 'auto' (the one `ray start --head` "
+                                "started on this machine), 'ray://HOST:10001' or HOST:6379; unset: start a "
+                                "local Ray instance for this run. `--address` overrides it.")
+    max_retries: int = Field(2, ge=0, le=10, description="Times Ray re-runs a cell whose worker process died "
+                             "(killed, out of memory) before the cell counts as failed.")
+    resources: dict[str, ResourcesConfig] = Field(default_factory=dict, description="Per strategy id, or per "
+                                                  "family ('prompting', 'finetuning'): what one cell reserves "
+                                                  "on Ray; a strategy id wins over its family.")
+
+
 class ExperimentConfig(Strict):
     task: TaskConfig = Field(default_factory=TaskConfig, description="The data and what to do with it.")
     model: str = Field("smollm2-135m-instruct", description="Causal LM for prompting and LM fine-tuning: an "
@@ -58,6 +83,9 @@ class ExperimentConfig(Strict):
         "accuracy; exact_match for generation. accuracy, macro_f1, balanced_accuracy and mcc apply to "
         "classification, exact_match and token_f1 to generation.")
     seed: int = Field(0, description="Seed for splits, sampling and training.")
+    seeds: int = Field(1, ge=1, le=100, description="Runs of every strategy, at seeds seed, seed+1, ...; the test "
+                       "split stays the same. With 2 or more, the leaderboard, report and verdict use the "
+                       "spread across them (mean ± std).")
     device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="Where models run.")
     output_dir: str = Field("runs", description="Folder in which each run gets its own subfolder.")
     eval_batch_size: int = Field(16, gt=0, description="Examples per batch when scoring.")
@@ -65,6 +93,8 @@ class ExperimentConfig(Strict):
                                  "time and tokens into money in the report (dated defaults; override them).")
     constraints: ConstraintsConfig = Field(default_factory=ConstraintsConfig, description="What the "
                                            "recommendation must respect: quality, latency, volume, budget.")
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig, description="Where the cells run (local "
+                                     "or Ray) and what each reserves there.")
 
     @field_validator("strategies")
     @classmethod
@@ -95,6 +125,16 @@ class ExperimentConfig(Strict):
         return configs
 
 
+    @model_validator(mode="after")
+    def _resource_keys(self) -> ExperimentConfig:
+        known = [s.id for s in self.strategies] + ["prompting", "finetuning"]
+        for key in self.executor.resources:
+            if key not in known:
+                raise ValueError(f"executor.resources.{key}: not a strategy id of this config nor a family "
+                                 f"(known: {', '.join(known)})")
+        return self
+
+
 def _problem(message: str, loc: tuple, value: Any) -> dict[str, Any]:
     return {"type": PydanticCustomError("strategy", "{message}", {"message": message}), "loc": loc,
             "input": value}
@@ -113,7 +153,8 @@ def _strategy_problem(e: dict[str, Any], index: int, item: Any) -> dict[str, Any
 
 def format_validation_error(err: ValidationError, source: str) -> str:
     """One line per problem, each naming the key path, joined with '; ' (unknown keys get 'did you mean')."""
-    sections = {"task": TaskConfig, "prices": PricesConfig, "constraints": ConstraintsConfig}
+    sections = {"task": TaskConfig, "prices": PricesConfig, "constraints": ConstraintsConfig,
+                "executor": ExecutorConfig}
 
     def known(loc: tuple) -> list[str]:
         if len(loc) > 2:

@@ -7,22 +7,28 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tunewise.progress import console
-from tunewise.runs import Executor, Run
+from tunewise.runs import Executor, Run, executor_for
 
 if TYPE_CHECKING:
     from tunewise.config import ExperimentConfig
 
 
 def run_experiment(config: ExperimentConfig | None = None, resume: str | Path | None = None, *, yes: bool = False,
-                   executor: Executor | None = None) -> Path:
+                   executor: Executor | str | None = None, address: str | None = None) -> Path:
     """Run (or, with `resume`, finish) an experiment and return its run folder.
 
+    `executor`: an Executor, or 'local' | 'ray' (None: the config's `executor.kind`); `address`: the Ray
+    cluster (`--address`). A resumed run may use another executor than the one that started it.
     `yes`: agree to paid steps (provider fine-tuning) without asking. Raises UserError before anything
-    starts when a strategy cannot run on the task or its backend."""
+    starts when a strategy cannot run on the task or its backend, or the executor cannot start (Ray missing)."""
     if resume is None and config is None:
         raise ValueError("give a config or a run folder to resume")
+    if config is not None and not isinstance(executor, Executor):
+        executor = executor_for(config, executor, address)  # Ray missing: fail before a folder is made
     run = Run.open(resume, yes=yes) if resume is not None else Run.create(config, yes=yes)
     try:
+        if not isinstance(executor, Executor):
+            executor = executor_for(run.config, executor, address)
         run.write_splits()
         run.write_baselines()  # checks `metric:` against the task before any strategy starts
         console.print(f"[bold]task[/] {run.task().summary()}")

@@ -20,6 +20,7 @@ from tunewise.evaluation.compare import calibration, compare_to_best, pairwise_p
 from tunewise.report import diagnose
 from tunewise.report.cost_model import StrategyCost, break_evens, pareto_front, strategy_cost
 from tunewise.report.recommend import Recommendation, TrivialCheck, recommend
+from tunewise.report.seeds import seed_spread
 from tunewise.store import open_run
 
 CURVE_FILE = "curve.json"
@@ -55,6 +56,7 @@ class Analysis:
     baselines: dict[str, str] = field(default_factory=dict)  # trivial baseline id -> what it does
     trivial: dict[str, dict[str, Any]] = field(default_factory=dict)  # compare.versus_baselines()
     per_class: list[dict[str, Any]] = field(default_factory=list)  # diagnose.per_class_truth() of the leaders
+    spread: dict[str, dict[str, Any]] = field(default_factory=dict)  # seeds.seed_spread(): across `seeds: N`
 
     @property
     def done(self) -> list[dict[str, Any]]:
@@ -124,6 +126,7 @@ def analyze(run_dir: str | Path, settings: dict[str, Any] | None = None, seed: i
         done = [r for r in results if r["status"] == "done"]
         predictions = {r["strategy"]: store.predictions(run["id"], r["strategy"]) for r in done}
         logs = {r["strategy"]: store.train_log(run["id"], r["strategy"]) for r in results}
+        spread = seed_spread(store.results(run["id"]), run["config"].get("seed", 0))  # the other seeds' cells
     finally:
         store.close()
     config = run["config"]
@@ -135,7 +138,7 @@ def analyze(run_dir: str | Path, settings: dict[str, Any] | None = None, seed: i
                  constraints=constraints, labels=_labels(run_dir, done),
                  metric_reason=done[0]["metrics"].get("primary_reason") if done else None,
                  baselines={r["strategy"]: (r["cost"].get("details") or {}).get("baseline", r["strategy"])
-                            for r in done if is_baseline(r)})
+                            for r in done if is_baseline(r)}, spread=spread)
     seed = config.get("seed", 0) if seed is None else seed
     on = {"metric": metric, "labels": a.labels}
     a.comparison = compare_to_best(predictions, a.kind, seed=seed, **on)
@@ -156,7 +159,7 @@ def analyze(run_dir: str | Path, settings: dict[str, Any] | None = None, seed: i
     best = a.candidates[0] if a.candidates else None
     values = {c["strategy"]: c["mean"] for c in a.comparison if c["strategy"] in a.baselines}
     check = TrivialCheck(a.trivial, a.baselines, diagnose.what_would_help(a, best), values) if a.trivial else None
-    a.recommendation = recommend(a.costs, constraints, a.pvalues, a.n_test, metric, details, sep, check)
+    a.recommendation = recommend(a.costs, constraints, a.pvalues, a.n_test, metric, details, sep, check, spread)
     leader = a.recommendation.choice or best
     rival = next((s for s in a.candidates if s != leader), None)
     a.per_class = diagnose.per_class_truth(results, [s for s in (leader, rival) if s])

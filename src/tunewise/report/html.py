@@ -20,6 +20,7 @@ from tunewise.report import figures, fmt
 from tunewise.report.analysis import Analysis, analyze, disagreements, load_settings
 from tunewise.report.diagnose import collapse_text, collapsed
 from tunewise.report.recommend import forgetting_text
+from tunewise.report.seeds import spread_text
 
 TEMPLATES = Path(__file__).parent / "templates"
 REPORT_FILE = "report.html"
@@ -152,7 +153,9 @@ def _row(a: Analysis, r: dict[str, Any]) -> dict[str, Any]:
     monthly = cost.monthly(a.constraints.monthly_queries, a.constraints.horizon_months)
     return {"strategy": sid, "cls": "recommended" if chosen else "", "cells": [
         _cell(sid, sid, "name", badges=badges, swatch=col[sid], sub=r["family"]),
-        _cell(fmt.short_interval(m[m["primary"]], m["primary"]), m[m["primary"]]["value"], "num"), vs,
+        _cell(fmt.short_interval(m[m["primary"]], m["primary"]), m[m["primary"]]["value"], "num",
+              sub=spread_text(a.spread.get(sid)) or None, title=a.spread.get(sid) and "across seeds: mean ± std"),
+        vs,
         _second_cell(second, second_name),
         _cell(f"{cal['ece']:.3f}" if cal else "-", cal["ece"] if cal else "", "num"),
         _cell(fmt.money(cost.one_off_usd), cost.one_off_usd, "num"),

@@ -12,6 +12,7 @@ from tunewise.evaluation.baselines import is_baseline
 from tunewise.evaluation.metrics import companions
 from tunewise.report import fmt
 from tunewise.report.diagnose import collapsed
+from tunewise.report.seeds import spread_text
 
 
 def _pct(m: dict[str, float] | None, metric: str = "accuracy") -> str:
@@ -38,7 +39,11 @@ def sort_results(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(results, key=key)
 
 
-def leaderboard(results: list[dict[str, Any]], title: str = "") -> Table:
+def leaderboard(results: list[dict[str, Any]], title: str = "", spread: dict[str, dict[str, Any]] | None = None
+                ) -> Table:
+    """One row per result; `spread` (report/seeds.py `seed_spread`): a column 'across seeds (mean ± std)' beside
+    the primary interval for the strategies run at several seeds."""
+    spread = spread or {}
     done = [r for r in results if r["status"] == "done"]
     metrics = done[0]["metrics"] if done else {"primary": "accuracy"}
     primary, beside = metrics["primary"], companions(metrics)
@@ -47,6 +52,7 @@ def leaderboard(results: list[dict[str, Any]], title: str = "") -> Table:
         table.caption = escape(f"ranked on {fmt.metric_name(primary)}: {metrics['primary_reason']}. "
                                "Baselines are trivial references, never recommended.")
     columns = [("strategy", "left"), ("family", "left"), (f"{primary} (95% CI)", "right"),
+               *([(f"{primary} across seeds (mean ± std)", "right")] if spread else []),
                *((f"{m} (95% CI)", "right") for m in beside), ("trainable params", "right"), ("train (s)", "right"),
                ("latency (ms/example)", "right"), ("prompt tokens/example", "right"), ("peak RSS (MiB)", "right")]
     for col, justify in columns:
@@ -57,7 +63,8 @@ def leaderboard(results: list[dict[str, Any]], title: str = "") -> Table:
             table.add_row(r["strategy"], r["family"], f"[red]{r['status']}[/]",
                           escape((r.get("error") or "")[:60]), *[""] * (len(columns) - 4))
             continue
-        scores = [_pct(m.get(primary), primary), *(_pct(m.get(x), x) for x in beside)]
+        scores = [_pct(m.get(primary), primary), *([spread_text(spread.get(r["strategy"])) or "-"] if spread else []),
+                  *(_pct(m.get(x), x) for x in beside)]
         if is_baseline(r):
             table.add_row(f"[dim]{escape(r['strategy'])}[/]", "[dim]baseline[/]", *scores, "-", "-", "-", "-", "-",
                           style="dim")

@@ -6,7 +6,9 @@ label, random guess; the same paired test on the primary metric) and strategies 
 the rest, take the best and every strategy statistically tied with it (paired test, p >= 0.05); prefer
 prompting among those when the task changes often or needs new knowledge; then take the cheapest at
 the user's monthly volume. Evidence is called thin when the winner is tied with another strategy, the
-top two intervals overlap, or the test set is small.
+top two intervals overlap, or the test set is small. With several seeds per strategy (`seeds: N`), a leader
+whose seeds disagree by more than its lead over the next is not called the winner (report/seeds.py): every
+strategy within its seed range is a contender, and the cheapest of them is named.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from tunewise.config import ConstraintsConfig
 from tunewise.evaluation.compare import ALPHA
 from tunewise.report import fmt
 from tunewise.report.cost_model import StrategyCost, break_even
+from tunewise.report.seeds import doubt_headline, doubt_reason, seed_doubt
 
 MIN_TEST_EXAMPLES = 100  # below this, even a 10-point difference is rarely significant
 
@@ -72,10 +75,12 @@ def _misses(c: StrategyCost, k: ConstraintsConfig, metric: str) -> list[str]:
 
 def recommend(costs: list[StrategyCost], constraints: ConstraintsConfig, pvalues: dict[tuple[str, str], float],
               n_test: int, metric: str = "accuracy", details: dict[str, dict[str, Any]] | None = None,
-              separation: dict[str, Any] | None = None, trivial: TrivialCheck | None = None) -> Recommendation:
+              separation: dict[str, Any] | None = None, trivial: TrivialCheck | None = None,
+              spread: dict[str, dict[str, Any]] | None = None) -> Recommendation:
     """Pick a strategy. `pvalues[a, b]`: paired test p-value; `separation`: from compare.separation()
     for the two best strategies (with 'first' and 'second' names added); `trivial`: every strategy against
-    the trivial baselines (none of `costs` is a baseline: they are never recommended)."""
+    the trivial baselines (none of `costs` is a baseline: they are never recommended); `spread`: the primary
+    metric across seeds per strategy (report/seeds.py `seed_spread`)."""
     if not costs:
         return Recommendation(None, "No strategy finished, so there is nothing to recommend yet.")
     k = constraints
@@ -95,6 +100,9 @@ def recommend(costs: list[StrategyCost], constraints: ConstraintsConfig, pvalues
     leader = max(feasible, key=lambda c: c.quality)
     contenders = [c for c in feasible
                   if c is leader or pvalues.get((leader.strategy, c.strategy), 0.0) >= ALPHA]
+    doubt = seed_doubt(leader, feasible, spread)
+    if doubt:  # another seed could put any of `within` first: all of them contend
+        contenders += [c for c in doubt["within"] if c not in contenders]
     pool = contenders
     if k.task_changes_often or k.needs_new_knowledge:
         pool = [c for c in contenders if c.family == "prompting"] or contenders
@@ -103,6 +111,8 @@ def recommend(costs: list[StrategyCost], constraints: ConstraintsConfig, pvalues
                                                     len(weak)),
                          rejected=rejected,
                          contenders=[c.strategy for c in contenders])
+    if doubt:
+        rec.headline, rec.thin_evidence = doubt_headline(doubt, choice), True
     rec.reasons = _numbers(choice, k, metric, n_test)
     if trivial and choice.strategy in trivial.verdicts:
         v = trivial.verdicts[choice.strategy]
@@ -110,11 +120,13 @@ def recommend(costs: list[StrategyCost], constraints: ConstraintsConfig, pvalues
         rec.reasons.insert(1, f"It is significantly better than the trivial baselines: {beaten}.")
     if choice is not leader:
         p = pvalues.get((leader.strategy, choice.strategy))
-        rec.reasons.append(f"{leader.strategy} scores {fmt.pct(leader.quality)}, but the difference is not "
+        rec.reasons.append(doubt_reason(doubt, leader.quality) if doubt and (p is None or p < ALPHA) else
+                           f"{leader.strategy} scores {fmt.pct(leader.quality)}, but the difference is not "
                            f"significant ({fmt.pvalue(p)}), so the data cannot tell the two apart.")
     rec.reasons += _payoff(choice, contenders, k)  # break-evens against strategies as good as it
     rec.reasons += _flexibility(choice, k, (details or {}).get(choice.strategy, {}))
-    rec.caveats, rec.thin_evidence = _evidence(choice, costs, pvalues, n_test, separation)
+    rec.caveats, thin = _evidence(choice, costs, pvalues, n_test, separation)
+    rec.thin_evidence = rec.thin_evidence or thin
     for name, why in rejected.items():
         rec.caveats.append(f"{name} was ruled out: {why}.")
     return rec

@@ -10,13 +10,14 @@
   is the driver: the only writer of the store.
 - `Cell` (strategy config, seed, training size: plain picklable data) and `run_cell(cell, run_dir,
   config, ...)`, which fits or reloads, measures forgetting after the fit, predicts, evaluates and
-  returns a `CellResult`; executors (`LocalExecutor`) decide where cells run.
+  returns a `CellResult`; executors (`LocalExecutor`, `RayExecutor` in runs/ray_executor.py, picked by
+  `executor_for`) decide where cells run.
 """
 
 from tunewise.runs.cell import CHUNK, Cell, CellResult, run_cell
-from tunewise.runs.executors import Executor, LocalExecutor
+from tunewise.runs.executors import Executor, LocalExecutor, executor_for
 from tunewise.runs.folder import Run, environment
 from tunewise.runs.session import Session, resolve_config
 
 __all__ = ["CHUNK", "Cell", "CellResult", "Executor", "LocalExecutor", "Run", "Session", "environment",
-           "resolve_config", "run_cell"]
+           "executor_for", "resolve_config", "run_cell"]

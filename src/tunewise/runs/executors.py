@@ -3,8 +3,9 @@
 An executor calls back into the driver (`Run`, in the process that opened the run) for every cell:
 `run.cell_started(cell)` before it starts, `run.cell_finished(cell, result)` with its result, and
 `run.cell_aborted(cell, error)` when a user mistake or an interrupt stops it; only those write the store.
-`LocalExecutor` runs the cells one after another in this process; a Ray executor can run the same
-`run_cell` in Ray tasks, from the cell, `run.dir`, `run.config_dict` and `run.stored(cell)`.
+`LocalExecutor` runs the cells one after another in this process; `RayExecutor` (runs/ray_executor.py) runs
+the same `run_cell` in Ray tasks, from the cell, `run.dir`, `run.config_dict` and `run.stored(cell)`.
+`executor_for(config, kind, address)` picks one (`--executor`, `--address`, the config's `executor:`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from tunewise.errors import UserError
 from tunewise.runs.cell import Cell, run_cell
 
 if TYPE_CHECKING:
+    from tunewise.config import ExperimentConfig
     from tunewise.runs.folder import Run
 
 
@@ -43,3 +45,18 @@ class LocalExecutor(Executor):
                 run.cell_aborted(cell, err)
                 raise
             run.cell_finished(cell, result)
+
+
+def executor_for(config: ExperimentConfig, kind: str | None = None, address: str | None = None) -> Executor:
+    """The executor of `kind` ('local' | 'ray'; None: the config's `executor.kind`), for a Ray cluster at
+    `address` (None: the config's). UserError for an unknown kind, an address without Ray, or Ray missing."""
+    kind = kind or config.executor.kind
+    if kind == "local":
+        if address:
+            raise UserError("--address names a Ray cluster; give it together with --executor ray")
+        return LocalExecutor()
+    if kind != "ray":
+        raise UserError(f"--executor {kind}: unknown executor; use local or ray")
+    from tunewise.runs.ray_executor import RayExecutor
+
+    return RayExecutor(address)

@@ -23,6 +23,7 @@ from tunewise.evaluation.baselines import FAMILY as BASELINE
 from tunewise.evaluation.baselines import baselines
 from tunewise.evaluation.metrics import choose_primary, evaluate, per_example_score
 from tunewise.progress import console, make_progress
+from tunewise.report.seeds import seed_spread
 from tunewise.runs.cell import Cell, CellResult
 from tunewise.runs.executors import Executor, LocalExecutor
 from tunewise.runs.session import Session
@@ -92,8 +93,10 @@ class Run(Session):
 
     # --- cells --------------------------------------------------------------------------------------
     def cells(self) -> list[Cell]:
-        """The run's own cells: every strategy of the config at the config's seed on the full training split."""
-        return [Cell.of(s.model_dump(mode="json"), self.seed) for s in self.config.strategies]
+        """The run's own cells: every strategy of the config on the full training split, at the config's seed
+        (result id = strategy id) and, with `seeds: N`, at the next N - 1 seeds too (`<id>@seed=<s>`)."""
+        seeds = [self.seed + k for k in range(self.config.seeds)]
+        return [Cell.of(s.model_dump(mode="json"), self.seed, seed) for s in self.config.strategies for seed in seeds]
 
     def cell(self, strategy_id: str, seed: int | None = None, train_size: int | None = None) -> Cell:
         """The cell of a config strategy at `seed` (default: the run's) and `train_size` (default: all)."""
@@ -205,8 +208,13 @@ class Run(Session):
         self.export()
 
     def export(self) -> None:
-        """results.json and predictions/<cell id>.jsonl next to the database."""
+        """results.json and predictions/<cell id>.jsonl next to the database; a strategy run at several seeds
+        carries `seed_spread` (report/seeds.py: mean, std, range of its primary metric) on its own row."""
         results = self.store.results(self.id)
+        spread = seed_spread(results, self.seed)
+        for r in results:
+            if r["strategy"] in spread and r.get("seed") in (None, self.seed):
+                r["seed_spread"] = spread[r["strategy"]]
         (self.dir / "results.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
         pred_dir = self.dir / "predictions"
         pred_dir.mkdir(exist_ok=True)

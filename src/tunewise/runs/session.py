@@ -34,7 +34,7 @@ from tunewise.strategies.base import FitContext, Predictor, Strategy
 
 def resolve_config(path: Path | None, overrides: dict[str, Any]) -> ExperimentConfig:
     """The experiment config of a YAML file (None: the built-in demo) with command-line `overrides` (task,
-    limit, model, encoder, seed, output_dir, device, strategies as a comma-separated string) applied; a
+    limit, model, encoder, seed, seeds, output_dir, device, strategies as a comma-separated string) applied; a
     `task` given on the command line is a path relative to the current folder."""
     data: dict[str, Any] = {}
     source = "command line"
@@ -49,7 +49,7 @@ def resolve_config(path: Path | None, overrides: dict[str, Any]) -> ExperimentCo
         resolve_relative_paths(data, Path.cwd())
     if overrides.get("limit") is not None:
         task["max_test_examples"] = overrides["limit"]
-    for key in ("model", "encoder", "seed", "output_dir", "device"):
+    for key in ("model", "encoder", "seed", "seeds", "output_dir", "device"):
         if overrides.get(key) is not None:
             data[key] = overrides[key]
     if overrides.get("strategies"):
