@@ -54,6 +54,9 @@ def run(
     output: Annotated[str | None, typer.Option(help="Folder for run folders (default: runs).")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or mps.")] = None,
     resume: Annotated[Path | None, typer.Option(help="Finish an interrupted run folder.")] = None,
+    pilot: Annotated[float | None, typer.Option(help="Fine-tune at 4 sizes up to this share of the training "
+                                                "split and predict the full-size scores (0 < FRACTION <= 1).",
+                                                metavar="FRACTION")] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Agree to paid steps (provider fine-tuning) "
                                       "without asking.")] = False,
 ):
@@ -61,12 +64,12 @@ def run(
     from tunewise.experiment import run_experiment
 
     if resume is not None:
-        if any(v is not None for v in (config, task, model, encoder, strategies, limit, seed, output, device)):
+        if any(v is not None for v in (config, task, model, encoder, strategies, limit, seed, output, device, pilot)):
             raise UserError("--resume continues a run with its own saved config; give no other options")
         run_dir = run_experiment(resume=resume, yes=yes)
     else:
         cfg = _build_config(config, dict(task=task, model=model, encoder=encoder, strategies=strategies,
-                                         limit=limit, seed=seed, output_dir=output, device=device))
+                                         limit=limit, seed=seed, output_dir=output, device=device, pilot=pilot))
         run_dir = run_experiment(cfg, yes=yes)
     _show(run_dir)
     out.print(f"run folder: {run_dir}", highlight=False, soft_wrap=True)

@@ -13,6 +13,7 @@ recomputed, the curve refitted and the prediction taken again.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -53,15 +54,17 @@ def fit_inverse_power_law(sizes: Sequence[float], scores: Sequence[float], upper
 
     Bounds: 0 <= a <= upper, b >= 0, 0.01 <= c <= 3. Raises ValueError with fewer than MIN_SIZES distinct
     sizes, RuntimeError when the least-squares search does not converge."""
-    from scipy.optimize import curve_fit
+    from scipy.optimize import OptimizeWarning, curve_fit
 
     x, y = np.asarray(sizes, dtype=float), np.asarray(scores, dtype=float)
     if len(set(x.tolist())) < MIN_SIZES:
         raise ValueError(f"a learning curve needs scores at {MIN_SIZES} or more distinct training sizes")
     hi = min(upper, max(float(y.max()), 1e-6))
     start = (hi, max(hi - float(y.min()), 1e-3) * float(x.min()) ** 0.5, 0.5)
-    params, _ = curve_fit(inverse_power_law, x, y, p0=start, bounds=([0.0, 0.0, 0.01], [upper, np.inf, 3.0]),
-                          maxfev=20000)
+    with warnings.catch_warnings():  # "covariance could not be estimated" on exact fits: we use no covariance
+        warnings.simplefilter("ignore", OptimizeWarning)
+        params, _ = curve_fit(inverse_power_law, x, y, p0=start, bounds=([0.0, 0.0, 0.01], [upper, np.inf, 3.0]),
+                              maxfev=20000)
     return CurveFit(*map(float, params))
 
 
