@@ -10,14 +10,13 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from conftest import make_rows, write_csv
 from tunewise.cli import app
 from tunewise.errors import UserError
 from tunewise.evaluation.learning_curve import inverse_power_law
 from tunewise.pilot import pilot_sizes
 from tunewise.report.analysis import analyze
 from tunewise.report.crossover import crossover_lines, crossovers
-
-from conftest import make_rows, write_csv
 
 
 def test_pilot_run_predicts_the_full_size(tmp_path, tiny_encoder, tiny_causal):
