@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from tunewise.evaluation.compare import ALPHA
 from tunewise.evaluation.learning_curve import unpaired_pvalue
 from tunewise.report import fmt
 from tunewise.report.cost_model import StrategyCost, strategy_cost
@@ -89,3 +90,30 @@ def pilot_sentence(pilot: dict[str, Any], costs: list[StrategyCost]) -> str:
     tail = [f"the pilot cost {fmt.duration(pilot['seconds'])}"]
     tail += [f"{s} has no prediction ({why})" for s, why in pilot.get("unpredicted", {}).items()]
     return head + "; ".join(parts + tail) + "."
+
+
+def predicted_versus_baselines(predicted: list[StrategyCost], baselines: list[dict[str, Any]], metric: str,
+                               alpha: float = ALPHA) -> dict[str, dict[str, Any]]:
+    """compare.versus_baselines() for predicted strategies: each against every trivial baseline's stored result
+    (in the order given), by their intervals (unpaired normal approximation) instead of a paired test."""
+    out = {}
+    for c in predicted:
+        q, verdict = {"value": c.quality, "low": c.quality_low, "high": c.quality_high}, None
+        for b in baselines:
+            bq = b["metrics"][metric]
+            p = unpaired_pvalue(q, bq)
+            verdict = {"beats": c.quality > bq["value"] and p < alpha, "baseline": b["strategy"], "value": c.quality,
+                       "baseline_value": bq["value"], "pvalue": p, "method": "unpaired normal approximation"}
+            if not verdict["beats"]:
+                break
+        if verdict:
+            out[c.strategy] = verdict
+    return out
+
+
+def speak_of_full_size(rec, pilot: dict[str, Any], costs: list[StrategyCost]) -> None:
+    """Open the recommendation's reasons with the pilot's sentence and say in a caveat how it was predicted."""
+    rec.reasons.insert(0, pilot_sentence(pilot, costs))
+    rec.caveats.append(f"Fine-tuning scores at {pilot['full_size']:,} training examples are predicted from a pilot at "
+                       f"{', '.join(map(str, pilot['sizes']))} examples (inverse power law, bootstrap interval), not "
+                       "measured; they are compared with other strategies by their intervals, not by a paired test.")
