@@ -17,6 +17,7 @@ from tunewise.evaluation.learning_curve import inverse_power_law
 from tunewise.pilot import pilot_sizes
 from tunewise.report.analysis import analyze
 from tunewise.report.crossover import crossover_lines, crossovers
+from tunewise.report.html import build_report
 
 
 def test_pilot_run_predicts_the_full_size(tmp_path, tiny_encoder, tiny_causal):
@@ -49,6 +50,8 @@ def test_pilot_run_predicts_the_full_size(tmp_path, tiny_encoder, tiny_causal):
     assert "verdict" in result.output and "predicted" in result.output
     curve = json.loads((run_dir / "curve.json").read_text())
     assert sorted(p["size"] for p in curve["points"]) == pilot["sizes"]
+    html = build_report(run_dir).html.read_text(encoding="utf-8")  # the report renders the predicted strategy
+    assert "is expected to reach" in html
 
 
 def test_pilot_too_small_is_a_user_error():
