@@ -54,6 +54,16 @@ def test_pilot_run_predicts_the_full_size(tmp_path, tiny_encoder, tiny_causal):
     assert "is expected to reach" in html
 
 
+def test_pilot_without_fine_tuning_is_a_user_error(tmp_path, tiny_causal):
+    data = write_csv(tmp_path / "reviews.csv", make_rows(20))
+    result = CliRunner().invoke(app, ["run", "--task", str(data), "--model", tiny_causal, "--strategies",
+                                      "zero-shot", "--pilot", "0.5", "--output", str(tmp_path / "runs")])
+    assert result.exit_code == 2
+    assert "no fine-tuning strategy" in result.output and "Traceback" not in result.output
+    result = CliRunner().invoke(app, ["run", "--task", str(data), "--pilot", "1.5"])
+    assert result.exit_code == 2 and "pilot" in result.output
+
+
 def test_pilot_too_small_is_a_user_error():
     assert pilot_sizes(1000, 0.2) == [8, 23, 68, 200]  # ratio (200 / 8) ** (1 / 3)
     with pytest.raises(UserError, match="raise --pilot"):

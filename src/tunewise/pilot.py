@@ -49,10 +49,13 @@ def run_pilot(run: Run, fraction: float, executor: Executor | None = None) -> di
     full = len(task.train)
     sizes = pilot_sizes(full, fraction, len(task.labels) if task.kind == "classification" else 0)
     tuned = [s.id for s in run.config.strategies if run.strategy(s).family == "finetuning"]
+    if not tuned:
+        raise UserError("--pilot: the run has no fine-tuning strategy to predict at full size; add one "
+                        "(such as lora or setfit) or run without --pilot")
     cells = [c for c in run.cells() if c.strategy["id"] not in tuned]
     cells += [run.cell(s, train_size=n) for s in tuned for n in sizes]
     run.prepare(run.strategy(c.strategy) for c in cells)  # fail before anything starts
-    console.print(f"[bold]pilot[/] {', '.join(tuned) or 'no fine-tuning strategy'} at {', '.join(map(str, sizes))} "
+    console.print(f"[bold]pilot[/] {', '.join(tuned)} at {', '.join(map(str, sizes))} "
                   f"training examples (up to {fraction:g} of {full:,}); predictions at {full:,}")
     start = time.perf_counter()
     run.execute(cells, executor)
