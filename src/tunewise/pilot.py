@@ -22,6 +22,7 @@ from tunewise.evaluation.label_metrics import SET_METRICS, confusion_stack
 from tunewise.evaluation.learning_curve import MIN_SIZES, geometric_sizes, predict_with_interval
 from tunewise.progress import console
 from tunewise.report.analysis import CURVE_FILE, analyze
+from tunewise.report.crossover import crossover_lines
 from tunewise.report.pilot_verdict import PILOT_FILE
 from tunewise.runs import Executor, Run
 
@@ -75,8 +76,8 @@ def run_pilot(run: Run, fraction: float, executor: Executor | None = None) -> di
         except (ValueError, RuntimeError) as err:
             pilot["unpredicted"][s] = f"the learning curve could not be fitted ({err})"
     (run.dir / PILOT_FILE).write_text(json.dumps(pilot, indent=1), encoding="utf-8")
-    _write_curve(run, pilot, results, tuned)
     _announce(pilot)
+    _write_curve(run, pilot, results, tuned)
     rec = analyze(run.dir).recommendation  # the one verdict, speaking of the full size
     console.print(f"[bold]verdict[/] {rec.headline} {rec.reasons[0] if rec.reasons else ''}", soft_wrap=True)
     return pilot
@@ -117,6 +118,8 @@ def _write_curve(run: Run, pilot: dict[str, Any], results: dict[str, dict[str, A
             if r["status"] == "done" and "@" not in r["strategy"] and r["family"] in ("prompting", "baseline")]
     curve = {"metric": metric, "run": run.id, "points": points, "baselines": refs}
     (run.dir / CURVE_FILE).write_text(json.dumps(curve, indent=1), encoding="utf-8")
+    for line in crossover_lines(curve):  # where fine-tuning overtakes the best prompt, as `tunewise curve` says
+        console.print(f"[bold]crossover[/] {line}", soft_wrap=True)
 
 
 def _announce(pilot: dict[str, Any]) -> None:
