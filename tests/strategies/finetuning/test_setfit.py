@@ -49,3 +49,5 @@ def test_setfit_refuses_options_it_does_not_have():
         strategy_config({"name": "setfit", "early_stopping_patience": 2})
     with pytest.raises(ValidationError, match="gradient_accumulation"):
         strategy_config({"name": "setfit", "gradient_accumulation": 4})
+    with pytest.raises(ValidationError, match="weight_decay"):
+        strategy_config({"name": "setfit", "weight_decay": 0.01})

@@ -17,6 +17,7 @@ import logging
 import shutil
 import warnings
 from collections.abc import Callable, Sequence
+from typing import Literal
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -49,6 +50,13 @@ class SetFitConfig(TrainConfig):
     early_stopping_patience: int | None = Field(None, ge=1, description="Not used by SetFit (its contrastive "
                                                 "phase has no validation loss to stop on): leave null.")
 
+    gradient_accumulation: int = Field(1, ge=1, le=1, description="Not supported by SetFit: must stay 1 (raise "
+                                       "batch_size instead).")
+    weight_decay: float = Field(0.0, ge=0, description="Not supported by SetFit's contrastive phase: must stay 0 "
+                                "(regularise the head with head_c).")
+    bf16: bool | Literal["auto"] = Field("auto", description="SetFit trains in fp32: auto or false (true is "
+                                         "refused).")
+
     @model_validator(mode="after")
     def _supported(self) -> SetFitConfig:
         if self.early_stopping_patience is not None:
@@ -57,6 +65,9 @@ class SetFitConfig(TrainConfig):
         if self.gradient_accumulation != 1:
             raise ValueError("setfit does not accumulate gradients: set gradient_accumulation to 1 and raise "
                              "batch_size instead")
+        if self.weight_decay != 0 or self.bf16 is True:  # the setfit library's contrastive phase has neither
+            raise ValueError("setfit trains in fp32 without weight decay: leave weight_decay at 0 and bf16 at "
+                             "auto; regularise the head with head_c")
         return self
 
 
