@@ -4,6 +4,7 @@ probabilities, and reloads from its saved artifact with the same predictions; un
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -35,6 +36,7 @@ def test_setfit_fits_predicts_and_reloads(tiny_encoder, small_task, tmp_path):
     assert all(abs(sum(p.scores.values()) - 1) < 1e-6 for p in preds)
     assert ctx.stats["train_examples"] == len(small_task.train) and ctx.stats["train_tokens"] > 0
     assert ctx.stats["trainable_params"] > 0 and ctx.stats["head_params"] == 32 + 1  # 2 labels: one weight row
+    assert not (tmp_path / "checkpoints").exists() and not Path("checkpoints").exists()  # no stray checkpoints
     head = json.loads((tmp_path / "head.json").read_text())
     assert head["classes"] == [0, 1]  # no pickle in the artifact
     again = SetFit(strategy.config).load(backend, small_task, FitContext(artifact_dir=tmp_path, seed=0))

@@ -133,12 +133,14 @@ def _train(body, head, task: Task, examples: list[Example], cfg: SetFitConfig, c
                              body_learning_rate=cfg.learning_rate, num_iterations=cfg.num_iterations,
                              max_steps=cfg.max_steps or -1, warmup_proportion=cfg.warmup_ratio,
                              max_length=cfg.max_length, seed=ctx.seed, report_to="none", show_progress_bar=False,
+                             output_dir=str(ctx.artifact_dir / "checkpoints"), save_strategy="no",
                              logging_steps=max(1, cfg.num_iterations * len(examples) // cfg.batch_size // 8))
     model = SetFitModel(model_body=body, model_head=head)
     trainer = Trainer(model=model, args=args, train_dataset=data, callbacks=_callbacks(ctx, cfg.id))
     for cb in (PrinterCallback, ProgressCallback):
         trainer.remove_callback(cb)  # our progress bar and the store replace its printed dicts and tqdm bar
     trainer.train()
+    shutil.rmtree(ctx.artifact_dir / "checkpoints", ignore_errors=True)  # the tuned encoder is saved next
     state = trainer.st_trainer.state
     pair_tokens = 2 * cfg.num_iterations * sum(token_lengths(body.tokenizer, examples, input_limit(
         None, None, cfg.max_length)[1]))  # each example appears in about 2 x num_iterations pairs per epoch
