@@ -60,6 +60,9 @@ def run(
                                                  "pip install 'tunewise[ray]'). Default: the config's.")] = None,
     address: Annotated[str | None, typer.Option(help="Ray cluster to join with --executor ray: auto, "
                                                 "ray://HOST:10001 or HOST:6379 (default: start one here).")] = None,
+    pilot: Annotated[float | None, typer.Option(help="Fine-tune at 4 sizes up to this share of the training "
+                                                "split and predict the full-size scores (0 < FRACTION <= 1).",
+                                                metavar="FRACTION")] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Agree to paid steps (provider fine-tuning) "
                                       "without asking.")] = False,
 ):
@@ -67,14 +70,15 @@ def run(
     from tunewise.experiment import run_experiment
 
     if resume is not None:
-        given = (config, task, model, encoder, strategies, limit, seed, seeds, output, device)
+        given = (config, task, model, encoder, strategies, limit, seed, seeds, output, device, pilot)
         if any(v is not None for v in given):
             raise UserError("--resume continues a run with its own saved config; give no other options "
                             "(but --executor and --address)")
         run_dir = run_experiment(resume=resume, yes=yes, executor=executor, address=address)
     else:
         cfg = _build_config(config, dict(task=task, model=model, encoder=encoder, strategies=strategies,
-                                         limit=limit, seed=seed, seeds=seeds, output_dir=output, device=device))
+                                         limit=limit, seed=seed, seeds=seeds, output_dir=output, device=device,
+                                         pilot=pilot))
         run_dir = run_experiment(cfg, yes=yes, executor=executor, address=address)
     _show(run_dir)
     out.print(f"run folder: {run_dir}", highlight=False, soft_wrap=True)

@@ -89,6 +89,9 @@ class ExperimentConfig(Strict):
     device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="Where models run.")
     output_dir: str = Field("runs", description="Folder in which each run gets its own subfolder.")
     eval_batch_size: int = Field(16, gt=0, description="Examples per batch when scoring.")
+    pilot: float | None = Field(None, gt=0, le=1, description="Pilot instead of full-size fine-tuning: train each "
+                                "fine-tuning strategy at 4 sizes up to this share of the training split, fit its "
+                                "learning curve and predict its score at the full size (prompting runs once).")
     prices: PricesConfig = Field(default_factory=PricesConfig, description="Prices that turn measured "
                                  "time and tokens into money in the report (dated defaults; override them).")
     constraints: ConstraintsConfig = Field(default_factory=ConstraintsConfig, description="What the "

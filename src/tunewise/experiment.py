@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tunewise.pilot import run_pilot
 from tunewise.progress import console
 from tunewise.runs import Executor, Run, executor_for
 
@@ -33,9 +34,12 @@ def run_experiment(config: ExperimentConfig | None = None, resume: str | Path | 
         run.write_baselines()  # checks `metric:` against the task before any strategy starts
         console.print(f"[bold]task[/] {run.task().summary()}")
         console.print(f"[bold]run folder[/] {run.dir}")
-        cells = run.cells()
-        run.prepare(run.strategy(c.strategy) for c in cells)  # fail before anything starts
-        run.execute(cells, executor)
+        if run.config.pilot is not None:  # fine-tuning at pilot sizes, predicted at the full size
+            run_pilot(run, run.config.pilot, executor)
+        else:
+            cells = run.cells()
+            run.prepare(run.strategy(c.strategy) for c in cells)  # fail before anything starts
+            run.execute(cells, executor)
         run.finish()
     finally:
         run.close()

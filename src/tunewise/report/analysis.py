@@ -17,7 +17,7 @@ from tunewise.config import ConstraintsConfig, PricesConfig, Strict, format_vali
 from tunewise.errors import UserError
 from tunewise.evaluation.baselines import is_baseline
 from tunewise.evaluation.compare import calibration, compare_to_best, pairwise_pvalues, separation, versus_baselines
-from tunewise.report import diagnose
+from tunewise.report import diagnose, pilot_verdict
 from tunewise.report.cost_model import StrategyCost, break_evens, pareto_front, strategy_cost
 from tunewise.report.recommend import Recommendation, TrivialCheck, recommend
 from tunewise.report.seeds import seed_spread
@@ -127,6 +127,8 @@ def analyze(run_dir: str | Path, settings: dict[str, Any] | None = None, seed: i
         predictions = {r["strategy"]: store.predictions(run["id"], r["strategy"]) for r in done}
         logs = {r["strategy"]: store.train_log(run["id"], r["strategy"]) for r in results}
         spread = seed_spread(store.results(run["id"]), run["config"].get("seed", 0))  # the other seeds' cells
+        pilot = pilot_verdict.load_pilot(run_dir)
+        cells = {r["strategy"]: r for r in store.results(run["id"])} if pilot else {}  # the pilot's sized cells
     finally:
         store.close()
     config = run["config"]
@@ -147,6 +149,10 @@ def analyze(run_dir: str | Path, settings: dict[str, Any] | None = None, seed: i
     a.calibration = {s: calibration(rows) for s, rows in predictions.items()}
     gpu = bool(run.get("environment", {}).get("cuda"))
     a.costs = [strategy_cost(r, _backend_model(r, config), prices, gpu) for r in done if not is_baseline(r)]
+    predicted = pilot_verdict.predicted_costs(pilot, cells, a.model_of, prices, gpu) if pilot else []
+    a.pvalues.update(pilot_verdict.pilot_pvalues(predicted, a.costs))
+    a.trivial.update(pilot_verdict.predicted_versus_baselines(predicted, [r for r in done if is_baseline(r)], metric))
+    a.costs += predicted
     a.front = pareto_front(a.costs)
     a.break_evens = break_evens(a.costs, a.front)
     sep = None
@@ -159,7 +165,10 @@ def analyze(run_dir: str | Path, settings: dict[str, Any] | None = None, seed: i
     best = a.candidates[0] if a.candidates else None
     values = {c["strategy"]: c["mean"] for c in a.comparison if c["strategy"] in a.baselines}
     check = TrivialCheck(a.trivial, a.baselines, diagnose.what_would_help(a, best), values) if a.trivial else None
-    a.recommendation = recommend(a.costs, constraints, a.pvalues, a.n_test, metric, details, sep, check, spread)
+    a.recommendation = recommend(a.costs, constraints, a.pvalues, a.n_test, metric, details, sep, check, spread,
+                                 predicted=pilot_verdict.predicted_phrases(pilot) if pilot else None)
+    if pilot:  # the verdict speaks of the full training size
+        pilot_verdict.speak_of_full_size(a.recommendation, pilot, a.costs)
     leader = a.recommendation.choice or best
     rival = next((s for s in a.candidates if s != leader), None)
     a.per_class = diagnose.per_class_truth(results, [s for s in (leader, rival) if s])

@@ -23,7 +23,8 @@ def compact(n: float) -> str:
 
 
 def palette(a: Analysis) -> dict[str, str]:
-    return colors([r["strategy"] for r in a.results])
+    names = [r["strategy"] for r in a.results]
+    return colors(names + [c.strategy for c in a.costs if c.strategy not in names])  # + a pilot's predicted ones
 
 
 def pareto(a: Analysis) -> str | None:

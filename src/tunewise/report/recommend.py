@@ -76,11 +76,13 @@ def _misses(c: StrategyCost, k: ConstraintsConfig, metric: str) -> list[str]:
 def recommend(costs: list[StrategyCost], constraints: ConstraintsConfig, pvalues: dict[tuple[str, str], float],
               n_test: int, metric: str = "accuracy", details: dict[str, dict[str, Any]] | None = None,
               separation: dict[str, Any] | None = None, trivial: TrivialCheck | None = None,
-              spread: dict[str, dict[str, Any]] | None = None) -> Recommendation:
+              spread: dict[str, dict[str, Any]] | None = None,
+              predicted: dict[str, str] | None = None) -> Recommendation:
     """Pick a strategy. `pvalues[a, b]`: paired test p-value; `separation`: from compare.separation()
     for the two best strategies (with 'first' and 'second' names added); `trivial`: every strategy against
     the trivial baselines (none of `costs` is a baseline: they are never recommended); `spread`: the primary
-    metric across seeds per strategy (report/seeds.py `seed_spread`)."""
+    metric across seeds per strategy (report/seeds.py `seed_spread`); `predicted`: strategy -> how its quality
+    was predicted rather than measured (a pilot's learning curve, report/pilot_verdict.py)."""
     if not costs:
         return Recommendation(None, "No strategy finished, so there is nothing to recommend yet.")
     k = constraints
@@ -114,6 +116,8 @@ def recommend(costs: list[StrategyCost], constraints: ConstraintsConfig, pvalues
     if doubt:
         rec.headline, rec.thin_evidence = doubt_headline(doubt, choice), True
     rec.reasons = _numbers(choice, k, metric, n_test)
+    if predicted and choice.strategy in predicted:
+        rec.reasons[0] = f"It {predicted[choice.strategy]}."
     if trivial and choice.strategy in trivial.verdicts:
         v = trivial.verdicts[choice.strategy]
         beaten = ", ".join(f"{d} ({fmt.score(metric, trivial.values.get(b))})" for b, d in trivial.descriptions.items())

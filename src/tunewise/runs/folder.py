@@ -23,6 +23,7 @@ from tunewise.evaluation.baselines import FAMILY as BASELINE
 from tunewise.evaluation.baselines import baselines
 from tunewise.evaluation.metrics import choose_primary, evaluate, per_example_score
 from tunewise.progress import console, make_progress
+from tunewise.report.pilot_verdict import load_pilot, predicted_rows
 from tunewise.report.seeds import seed_spread
 from tunewise.runs.cell import Cell, CellResult
 from tunewise.runs.executors import Executor, LocalExecutor
@@ -215,7 +216,9 @@ class Run(Session):
         for r in results:
             if r["strategy"] in spread and r.get("seed") in (None, self.seed):
                 r["seed_spread"] = spread[r["strategy"]]
-        (self.dir / "results.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
+        pilot = load_pilot(self.dir)  # a pilot's predictions at the full size, as rows of status 'predicted'
+        (self.dir / "results.json").write_text(json.dumps(results + (predicted_rows(pilot) if pilot else []),
+                                                          indent=1), encoding="utf-8")
         pred_dir = self.dir / "predictions"
         pred_dir.mkdir(exist_ok=True)
         for r in results:

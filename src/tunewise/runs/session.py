@@ -49,7 +49,7 @@ def resolve_config(path: Path | None, overrides: dict[str, Any]) -> ExperimentCo
         resolve_relative_paths(data, Path.cwd())
     if overrides.get("limit") is not None:
         task["max_test_examples"] = overrides["limit"]
-    for key in ("model", "encoder", "seed", "seeds", "output_dir", "device"):
+    for key in ("model", "encoder", "seed", "seeds", "output_dir", "device", "pilot"):
         if overrides.get(key) is not None:
             data[key] = overrides[key]
     if overrides.get("strategies"):
