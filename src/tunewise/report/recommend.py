@@ -115,13 +115,7 @@ def recommend(costs: list[StrategyCost], constraints: ConstraintsConfig, pvalues
                          contenders=[c.strategy for c in contenders])
     if doubt:
         rec.headline, rec.thin_evidence = doubt_headline(doubt, choice), True
-    rec.reasons = _numbers(choice, k, metric, n_test)
-    if predicted and choice.strategy in predicted:
-        rec.reasons[0] = f"It {predicted[choice.strategy]}."
-    if trivial and choice.strategy in trivial.verdicts:
-        v = trivial.verdicts[choice.strategy]
-        beaten = ", ".join(f"{d} ({fmt.score(metric, trivial.values.get(b))})" for b, d in trivial.descriptions.items())
-        rec.reasons.insert(1, f"It is significantly better than the trivial baselines: {beaten}.")
+    rec.reasons = _first_reasons(choice, k, metric, n_test, predicted, trivial)
     if choice is not leader:
         p = pvalues.get((leader.strategy, choice.strategy))
         rec.reasons.append(doubt_reason(doubt, leader.quality) if doubt and (p is None or p < ALPHA) else
@@ -134,6 +128,18 @@ def recommend(costs: list[StrategyCost], constraints: ConstraintsConfig, pvalues
     for name, why in rejected.items():
         rec.caveats.append(f"{name} was ruled out: {why}.")
     return rec
+
+
+def _first_reasons(choice: StrategyCost, k: ConstraintsConfig, metric: str, n_test: int,
+                   predicted: dict[str, str] | None, trivial: TrivialCheck | None) -> list[str]:
+    """The choice's numbers (its quality predicted by a pilot's curve, when it was), then the baselines it beats."""
+    reasons = _numbers(choice, k, metric, n_test)
+    if predicted and choice.strategy in predicted:
+        reasons[0] = f"It {predicted[choice.strategy]}."
+    if trivial and choice.strategy in trivial.verdicts:
+        beaten = ", ".join(f"{d} ({fmt.score(metric, trivial.values.get(b))})" for b, d in trivial.descriptions.items())
+        reasons.insert(1, f"It is significantly better than the trivial baselines: {beaten}.")
+    return reasons
 
 
 def _nothing_beats(costs: list[StrategyCost], weak: dict[str, dict[str, Any]], trivial: TrivialCheck, metric: str,
