@@ -8,6 +8,7 @@ holds (tensor bytes by storage pointer: deterministic, unlike the process's RSS)
 
 from __future__ import annotations
 
+import json
 import threading
 
 import pytest
@@ -143,3 +144,12 @@ def test_tensor_bytes_counts_shared_storage_once():
     shared = torch.nn.Linear(4, 4)
     other = torch.nn.Sequential(shared, torch.nn.Linear(4, 2, bias=False))
     assert tensor_bytes([shared, other]) == (16 + 4 + 8) * 4
+
+
+def test_the_run_measured_each_strategys_serving_path(run_dir):
+    from tunewise.runs.measure import SERVING_ENGINE
+
+    results = {r["strategy"]: r for r in json.loads((run_dir / "results.json").read_text(encoding="utf-8"))}
+    for strategy in ["zero-shot", *IDS]:
+        serving = results[strategy]["cost"]["details"]["serving"]
+        assert serving["engine"] == SERVING_ENGINE and serving["queries"] >= 1 and serving["seconds_per_query"] > 0
