@@ -49,16 +49,19 @@ class Adapter:
 
 
 class SharedAdapters:
-    """PEFT adapters over one base module (`base`: a transformers causal LM, modified in place)."""
+    """PEFT adapters over one base module (`base`: a transformers causal LM, modified in place: peft wraps
+    its Linear layers). Not thread-safe: the server calls it from its one model thread only."""
 
     def __init__(self, base):
         self.base = base
         self.by_type: dict[str, Any] = {}  # peft type -> the PeftModel of the injection method
         self.adapters: dict[str, Adapter] = {}
         self.active: str | None = None
+        self._tuners: list[Any] | None = None  # the base's tuner layers (found again after each attach)
 
     def attach(self, model_id: str, path: Path) -> Adapter:
-        """Load the adapter saved at `path` under a name derived from `model_id`; returns its handle."""
+        """Load the adapter saved at `path` (PEFT format) under a name derived from `model_id`; returns its
+        handle (the same one when that name is attached already). Raises peft's errors for a broken folder."""
         from peft import PeftConfig, PeftModel
 
         name = "tw_" + re.sub(r"\W", "_", model_id)  # never inside a peft prefix such as "lora_"
@@ -79,13 +82,15 @@ class SharedAdapters:
                 model = self.by_type[kind] = PeftModel.from_pretrained(self.base, path, adapter_name=name).eval()
         mixable = kind == "LORA" and not getattr(config, "use_dora", False)
         self.adapters[name] = Adapter(name, kind, model, config.is_prompt_learning, mixable)
-        self.active = "?"  # loading may have switched layers on: the next activate() sets them all
+        self.active, self._tuners = "?", None  # loading may switch layers on: the next activate() sets them all
         return self.adapters[name]
 
-    def _layers(self) -> Iterator[Any]:
+    def _layers(self) -> list[Any]:
         from peft.tuners.tuners_utils import BaseTunerLayer
 
-        return (m for m in self.base.modules() if isinstance(m, BaseTunerLayer))
+        if self._tuners is None:
+            self._tuners = [m for m in self.base.modules() if isinstance(m, BaseTunerLayer)]
+        return self._tuners
 
     def activate(self, name: str | None) -> None:
         """Switch on the injected layers of adapter `name` only (None or a prompt-learning adapter: none)."""
