@@ -53,3 +53,15 @@ def test_serving_latency_times_single_queries_after_a_warm_up(small_task, tmp_pa
     assert predictor.batches == [1, 1, 1, 1, 1]  # warm-up, then 4 queries one at a time
     assert ctx.stats["serving"] is measured and measured["queries"] == 4 and measured["seconds_per_query"] >= 0
     assert serving_latency(Strategy(), predictor, small_task, ctx) is None  # a resumed fit keeps its figure
+
+
+def test_no_serving_queries_when_a_remote_model_is_loaded(small_task, tmp_path):
+    """Extra queries to an API would be paid: with any non-local backend in the run, nothing is measured."""
+    from tunewise.backends.fake import FakeBackend
+
+    class Strategy:
+        family = "prompting"
+
+    predictor, ctx = Counting(), FitContext(artifact_dir=tmp_path, seed=0)
+    assert serving_latency(Strategy(), predictor, small_task, ctx, [FakeBackend()]) is None
+    assert predictor.batches == [] and "serving" not in ctx.stats

@@ -101,9 +101,8 @@ def run_cell(cell: Cell, run_dir: str | Path, config: dict[str, Any], *, stored:
             for chunk in _predict(predictor, task, cell.id, {r["example_id"] for r in rows}, progress):
                 rows += chunk
                 (on_predictions or result.predictions.extend)(chunk)
-            # the serving path, one query at a time (local weights only: an API's extra calls would be paid)
-            if backend.capabilities.local_weights and serving_latency(strategy, predictor, task, ctx):
-                ctx.save_stats()
+            if serving_latency(strategy, predictor, task, ctx, session.backends.loaded().values()):
+                ctx.save_stats()  # the serving path, one query at a time (runs/measure.py)
         rows.sort(key=lambda r: r["position"])
         by_id = {r["example_id"]: r for r in rows}
         result.metrics = evaluate(task, task.test, [by_id[e.id]["output"] for e in task.test], seed=session.seed,

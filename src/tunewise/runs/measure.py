@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -48,12 +49,14 @@ SERVING_QUERIES = 4  # single queries timed per cell (after one warm-up query)
 SERVING_ENGINE = "tunewise serve (transformers), one query at a time"
 
 
-def serving_latency(strategy: Strategy, predictor: Predictor, task, ctx: FitContext) -> dict[str, Any] | None:
+def serving_latency(strategy: Strategy, predictor: Predictor, task, ctx: FitContext,
+                    backends: Iterable[Any] = ()) -> dict[str, Any] | None:
     """Seconds per query of the predictor `tunewise serve` runs for this strategy, one query at a time
     (`SERVING_QUERIES` test inputs after a warm-up one), into `ctx.stats["serving"]` with the engine's name.
-    None for API models (their latency is the provider's, already what the evaluation loop measured), when
-    already measured (a resumed fit), or when the task has no test examples."""
-    if "serving" in ctx.stats or not task.test or strategy.family == "baseline":
+    None when any of `backends` (every backend the run has loaded) is not local weights: a remote model may be
+    on the predictor's path, and extra queries to it would be paid (its latency is the provider's anyway);
+    None too when already measured (a resumed fit) or when the task has no test examples."""
+    if "serving" in ctx.stats or not task.test or any(not b.capabilities.local_weights for b in backends):
         return None
     examples = task.test[:SERVING_QUERIES + 1]
     predictor.predict(examples[:1])  # warm-up: first-call allocations are not what a running server pays
