@@ -1,9 +1,9 @@
 """Every PEFT type of a run served over one copy of the base weights (serve/adapters.py, serve/hub.py).
 
-One run on the tiny causal model trains LoRA (two of them), DoRA, IA3, prefix, prompt and P-tuning for a
-few steps; the hub serves them all in this process. Each must answer as the strategy's own predictor did
-when the run scored it, and attaching an adapter may add only the adapter's own tensors to what the server
-holds (tensor bytes by storage pointer: deterministic, unlike the process's RSS).
+One run on the tiny causal model trains LoRA (two of them), DoRA, IA3, prefix, prompt and P-tuning, and sft
+with LoRA, for a few steps; the hub serves them all in this process. Each must answer as the strategy's own
+predictor did when the run scored it, and attaching an adapter may add only the adapter's own tensors to
+what the server holds (tensor bytes by storage pointer: deterministic, unlike the process's RSS).
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ PEFT = [{"name": "lora", "rank": 4, **STEP}, {"name": "lora", "id": "lora-b", "r
         {"name": "lora", "id": "dora", "rank": 4, "use_dora": True, **STEP}, {"name": "ia3", **STEP},
         {"name": "prefix-tuning", "num_virtual_tokens": 4, **STEP},
         {"name": "prompt-tuning", "num_virtual_tokens": 4, "init": "random", **STEP},
-        {"name": "p-tuning", "num_virtual_tokens": 4, **STEP}]
-IDS = ["lora", "lora-b", "dora", "ia3", "prefix-tuning", "prompt-tuning", "p-tuning"]
+        {"name": "p-tuning", "num_virtual_tokens": 4, **STEP},
+        {"name": "sft", "system": "none", "rank": 4, **STEP}]  # LoRA under its own prompt (no system message)
+IDS = ["lora", "lora-b", "dora", "ia3", "prefix-tuning", "prompt-tuning", "p-tuning", "sft"]
 
 
 @pytest.fixture(scope="module")
