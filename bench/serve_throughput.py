@@ -1,16 +1,19 @@
-"""Serving throughput and latency of `tunewise serve` on the embedded SmolLM2, and generation speed of the
-local backend against a llama.cpp-class CPU engine.
+"""Serving throughput and latency of `tunewise serve` on the embedded SmolLM2, side by side with a
+llama.cpp server (llama-cpp-python) on the same model's GGUF, in one invocation.
 
     .venv/bin/python bench/serve_throughput.py [--limit N] [--run RUN_FOLDER] [--levels 1,8,32] [--threads N]
+                                               [--no-peer]
 
 1. Builds a small run (zero-shot and few-shot on the demo task; skipped with --run), starts `tunewise serve`
    on it as a real process, and at each level of concurrent clients sends `--limit` requests per level of
    two kinds through the openai SDK: `classify` (chat on the zero-shot strategy: label scoring, batched by the
    server) and `generate` (chat on the base model, 16 greedy tokens). Prints requests/s and latency
    percentiles (p50/p95/p99), and how many requests the server's model thread ran per batch.
-2. Greedy generation tokens/s of tunewise's local backend (transformers) vs llama-cpp-python on the same
-   model's GGUF when `llama_cpp` is installed (it is not a dependency: it compiles for minutes); the
-   ratio says how far the local backend is from a dedicated CPU engine.
+2. The peer: llama-cpp-python's OpenAI-compatible server (`bench/llamacpp_peer.py`). When absent it is
+   built into its own environment under the bench cache first; that build takes minutes, once. The same
+   `generate` workload runs against it at each level (`classify` has no peer: it is a tunewise strategy).
+3. Single-stream generation: tokens/s of one client asking for up to 64 greedy tokens, through each server,
+   and the ratio tunewise / llama.cpp (the goal of issue 17: >= 0.5); also the local backend in-process.
 
 Timings on a shared machine are noisy: compare ratios from one invocation, not numbers across days.
 """
@@ -84,33 +87,72 @@ def serving(run_dir: Path, limit: int, levels: list[int], threads: int | None) -
                       f"{r['p95']:>9.0f}{r['p99']:>9.0f}{per_batch:>10.1f}")
 
 
-def generation_speed(limit: int) -> None:
-    from tunewise.backends import load_backend
-    from tunewise.backends.embedded import EMBEDDED, SMOLLM2, package_dir
+def single_stream(url: str, model: str, prompts: list[str], max_tokens: int = 64) -> float:
+    """Completion tokens per second of one client asking for greedy answers, one at a time (tokens/s)."""
+    import openai
 
-    prompts = [f"Write a short note about item {i}." for i in range(max(2, min(limit, 4)))]
+    client = openai.OpenAI(base_url=url, api_key="unused", max_retries=0, timeout=600)
+    client.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}], max_tokens=4)
+    start, tokens = time.perf_counter(), 0
+    for p in prompts:
+        out = client.chat.completions.create(model=model, messages=[{"role": "user", "content": p}],
+                                             max_tokens=max_tokens, temperature=0)
+        tokens += out.usage.completion_tokens
+    return tokens / (time.perf_counter() - start)
+
+
+def local_speed(prompts: list[str]) -> float:
+    """Greedy tokens/s of tunewise's local backend in this process (no server), batch 1."""
+    from tunewise.backends import load_backend
+    from tunewise.backends.embedded import SMOLLM2
+
     backend = load_backend(SMOLLM2, "causal", "cpu")
     rendered = [backend.render([{"role": "user", "content": p}], add_generation_prompt=True) for p in prompts]
     backend.generate(rendered[:1], max_new_tokens=4)  # warm-up
     start = time.perf_counter()
     tokens = sum(n for _, n in backend.generate(rendered, max_new_tokens=64, batch_size=1))
-    local = tokens / (time.perf_counter() - start)
-    print(f"\ngeneration, greedy, batch 1, {len(prompts)} prompts x up to 64 tokens")
-    print(f"{'tunewise local backend (transformers, fp32)':<48}{local:>8.1f} tokens/s")
-    try:
-        import llama_cpp
-    except ImportError:
-        print(f"{'llama.cpp (llama-cpp-python)':<48}not installed: skipped")
+    return tokens / (time.perf_counter() - start)
+
+
+def generation_speed(run_dir: Path, limit: int, threads: int | None, peer: bool) -> None:
+    from tunewise.serve.process import ServerProcess
+
+    prompts = [f"Write a short note about item {i}." for i in range(max(2, min(limit, 4)))]
+    with ServerProcess(run_dir, ["--threads", str(threads)] if threads else []) as server:
+        import openai
+
+        client = openai.OpenAI(base_url=server.url, api_key="unused", max_retries=0)
+        base = next(m.id for m in client.models.list() if m.model_extra["tunewise"]["kind"] == "base")
+        served = single_stream(server.url, base, prompts)
+    local = local_speed(prompts)
+    print(f"\nsingle-stream generation, greedy, {len(prompts)} prompts x up to 64 tokens (tokens/s)")
+    print(f"{'tunewise serve (transformers)':<48}{served:>8.1f}")
+    print(f"{'tunewise local backend, in-process':<48}{local:>8.1f}")
+    if not peer:
         return
-    module, gguf, pip_name = EMBEDDED[SMOLLM2]
-    llm = llama_cpp.Llama(str(package_dir(module, pip_name) / gguf), n_ctx=1024, verbose=False)
-    start, tokens = time.perf_counter(), 0
-    for p in prompts:
-        out = llm.create_chat_completion([{"role": "user", "content": p}], max_tokens=64, temperature=0)
-        tokens += out["usage"]["completion_tokens"]
-    engine = tokens / (time.perf_counter() - start)
-    print(f"{'llama.cpp (llama-cpp-python, Q4_1 GGUF)':<48}{engine:>8.1f} tokens/s")
-    print(f"{'ratio tunewise / llama.cpp':<48}{local / engine:>8.2f}")
+    from llamacpp_peer import PeerServer, smollm2_gguf
+
+    with PeerServer(smollm2_gguf(), threads) as engine:
+        theirs = single_stream(engine.url, engine.model, prompts)
+    print(f"{'llama.cpp server (llama-cpp-python, Q4_1 GGUF)':<48}{theirs:>8.1f}")
+    print(f"{'ratio tunewise serve / llama.cpp':<48}{served / theirs:>8.2f}   (goal >= 0.5)")
+
+
+def peer_serving(limit: int, levels: list[int], threads: int | None) -> None:
+    """The `generate` workload against the llama.cpp server at each level of concurrent clients."""
+    import openai
+
+    from llamacpp_peer import PeerServer, smollm2_gguf
+
+    inputs = [f"Summarise review {i} in one line." for i in range(8)]
+    with PeerServer(smollm2_gguf(), threads) as engine:
+        client = openai.OpenAI(base_url=engine.url, api_key="unused", max_retries=0, timeout=600)
+        print(f"\nllama.cpp server (peer)\n{'workload':<10}{'clients':>8}{'requests':>9}{'req/s':>9}"
+              f"{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}")
+        for clients in levels:
+            r = load_level(client, "generate", inputs, clients, max(limit, clients), engine.model)
+            print(f"{r['kind']:<10}{r['clients']:>8}{r['requests']:>9}{r['rps']:>9.2f}{r['p50']:>9.0f}"
+                  f"{r['p95']:>9.0f}{r['p99']:>9.0f}")
 
 
 def main() -> None:
@@ -122,14 +164,22 @@ def main() -> None:
     ap.add_argument("--output", default="runs/bench")
     ap.add_argument("--threads", type=int, default=None, help="CPU threads for the server and the local "
                     "backend (default: torch's; 1 is faster on a busy shared machine)")
+    ap.add_argument("--no-peer", action="store_true", help="skip the llama.cpp peer (and its first build)")
     args = ap.parse_args()
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
     run_dir = Path(args.run) if args.run else build_run(min(args.limit, 16), args.output)
-    serving(run_dir, args.limit, [int(x) for x in args.levels.split(",")], args.threads)
-    generation_speed(args.limit)
+    levels = [int(x) for x in args.levels.split(",")]
+    if not args.no_peer:
+        from llamacpp_peer import ensure_peer
+
+        ensure_peer()  # before anything is timed: the first build takes minutes
+    serving(run_dir, args.limit, levels, args.threads)
+    if not args.no_peer:
+        peer_serving(args.limit, levels, args.threads)
+    generation_speed(run_dir, args.limit, args.threads, not args.no_peer)
 
 
 if __name__ == "__main__":

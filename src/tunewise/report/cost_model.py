@@ -3,6 +3,11 @@
 Every strategy gets a one-off cost (training) and a cost per query; total cost after N queries is
 `one_off + N * per_query`, so two strategies cross at most once. The prices are configurable
 (`prices:` in the experiment config); the dated defaults and the price lookup are in `tunewise.prices`.
+
+Local models are priced from the serving path a user would run: the seconds per query of the strategy's
+predictor one query at a time, as `tunewise serve` runs it (`cost.details.serving`, measured by
+`runs/measure.py`); a run stored before that was measured falls back to the batched evaluation loop's
+seconds per example. `latency_from` says which one a figure came from.
 """
 
 from __future__ import annotations
@@ -12,6 +17,16 @@ from typing import Any
 
 from tunewise.prices import API_PREFIXES, PricesConfig, api_price
 from tunewise.report import fmt
+
+BATCHED = "the batched evaluation loop"
+
+
+def serving_seconds(cost: dict[str, Any]) -> tuple[float, str] | None:
+    """(seconds per query, where from) of the serving path, when the run measured it."""
+    serving = (cost.get("details") or {}).get("serving") or {}
+    if serving.get("seconds_per_query") is None:
+        return None
+    return serving["seconds_per_query"], serving.get("engine", "the serving path")
 
 
 @dataclass
@@ -23,10 +38,11 @@ class StrategyCost:
     quality_high: float
     one_off_usd: float  # training: hardware time, or API training tokens
     per_1k_usd: float  # serving 1,000 queries
-    latency_s: float  # seconds per example as measured (batched)
+    latency_s: float  # seconds per query: serving path when measured, else the batched evaluation loop's
     priced_as: str  # "API gpt-4o-mini", "CPU at $0.10/hour", ...
     train_seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    latency_from: str = BATCHED  # where latency_s (and a local model's cost per query) comes from
 
     @property
     def per_query_usd(self) -> float:
@@ -86,7 +102,12 @@ def strategy_cost(result: dict[str, Any], model: str | None, prices: PricesConfi
     else:
         hourly, priced_as = hourly_price(prices, gpu)
         one_off = train_s * hourly / 3600
+        sec, source = serving_seconds(cost) or (sec, BATCHED)
         per_1k = 1000 * sec * hourly / 3600
+        return StrategyCost(strategy=result["strategy"], family=result["family"], quality=q["value"],
+                            quality_low=q["low"], quality_high=q["high"], one_off_usd=one_off, per_1k_usd=per_1k,
+                            latency_s=sec, priced_as=priced_as, train_seconds=train_s, notes=notes,
+                            latency_from=source)
     return StrategyCost(strategy=result["strategy"], family=result["family"], quality=q["value"],
                         quality_low=q["low"], quality_high=q["high"], one_off_usd=one_off, per_1k_usd=per_1k,
                         latency_s=sec, priced_as=priced_as, train_seconds=train_s, notes=notes)

@@ -17,8 +17,9 @@ CSV_FILE = "results.csv"
 CSV_COLUMNS = [
     "strategy", "name", "family", "status", "metric", "value", "low", "high", "second_metric", "second_value",
     "vs_best_diff", "vs_best_pvalue", "vs_best_test", "tied_with_best", "ece", "pareto", "recommended",
-    "one_off_usd", "per_1k_queries_usd", "monthly_usd", "latency_ms", "train_seconds", "trainable_params",
-    "total_params", "prompt_tokens_per_example", "completion_tokens_per_example", "peak_rss_mb", "artifact_mb",
+    "one_off_usd", "per_1k_queries_usd", "monthly_usd", "latency_ms", "latency_from", "train_seconds",
+    "trainable_params", "total_params", "prompt_tokens_per_example", "completion_tokens_per_example", "peak_rss_mb",
+    "artifact_mb",
     "priced_as", "n_test", "beats_baselines", "collapsed", "error",
 ]
 
@@ -44,7 +45,8 @@ def rows(a: Analysis) -> list[dict[str, Any]]:
                 "recommended": bool(a.recommendation and a.recommendation.choice == r["strategy"]),
                 "one_off_usd": cost.one_off_usd, "per_1k_queries_usd": cost.per_1k_usd,
                 "monthly_usd": cost.monthly(a.constraints.monthly_queries, a.constraints.horizon_months),
-                "latency_ms": 1000 * cost.latency_s, "train_seconds": cost.train_seconds,
+                "latency_ms": 1000 * cost.latency_s, "latency_from": cost.latency_from,
+                "train_seconds": cost.train_seconds,
                 "priced_as": cost.priced_as, "n_test": m.get("n"),
                 "beats_baselines": (a.trivial.get(r["strategy"]) or {}).get("beats"), "collapsed": bool(collapsed(r)),
                 **{k: c.get(k) for k in ("trainable_params", "total_params", "prompt_tokens_per_example",

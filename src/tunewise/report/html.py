@@ -18,6 +18,7 @@ from tunewise.evaluation.metrics import companions
 from tunewise.prices import PRICES_AS_OF, api_price
 from tunewise.report import figures, fmt
 from tunewise.report.analysis import Analysis, analyze, disagreements, load_settings
+from tunewise.report.cost_model import BATCHED
 from tunewise.report.diagnose import collapse_text, collapsed
 from tunewise.report.recommend import forgetting_text
 from tunewise.report.seeds import spread_text
@@ -161,7 +162,8 @@ def _row(a: Analysis, r: dict[str, Any]) -> dict[str, Any]:
         _cell(fmt.money(cost.one_off_usd), cost.one_off_usd, "num"),
         _cell(fmt.money(cost.per_1k_usd), cost.per_1k_usd, "num"),
         _cell(fmt.money(monthly), monthly, "num"),
-        _cell(f"{1000 * cost.latency_s:,.1f} ms", 1000 * cost.latency_s, "num"),
+        _cell(f"{1000 * cost.latency_s:,.1f} ms", 1000 * cost.latency_s, "num", title=f"from {cost.latency_from}",
+              sub="serving" if cost.latency_from != BATCHED else "batched"),
         _cell(fmt.duration(cost.train_seconds), cost.train_seconds, "num"),
         _cell(_params(params, c.get("trainable_share") or 0), params, "num"),
         _cell(f"{c.get('peak_rss_mb', 0):,.0f} MiB", c.get("peak_rss_mb", 0), "num"),

@@ -191,7 +191,8 @@ def _numbers(c: StrategyCost, k: ConstraintsConfig, metric: str, n_test: int) ->
     return [f"It scores {shown} {fmt.interval(q, metric)} on {n_test} test examples.",
             f"At {fmt.count(k.monthly_queries)} queries a month it costs {fmt.money(monthly)} per month "
             f"({fmt.money(c.per_1k_usd)} per 1,000 queries, priced as {c.priced_as}{one_off}).",
-            f"It answers in {fmt.ms(c.latency_s)} per query (measured in batches on this run's machine)."]
+            f"It answers in {fmt.ms(c.latency_s)} per query (measured on this run's machine through "
+            f"{c.latency_from})."]
 
 
 def _payoff(choice: StrategyCost, others: list[StrategyCost], k: ConstraintsConfig) -> list[str]:

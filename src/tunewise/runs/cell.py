@@ -20,7 +20,7 @@ from tunewise.backends.context import count_truncated
 from tunewise.errors import UserError
 from tunewise.evaluation.cost import PeakMemory
 from tunewise.evaluation.metrics import evaluate, per_example_score
-from tunewise.runs.measure import measure_after_fit
+from tunewise.runs.measure import measure_after_fit, serving_latency
 from tunewise.runs.session import Session
 from tunewise.strategies.base import STATS_FILE, fit_or_load
 from tunewise.strategies.prompting._extract import extraction_summary
@@ -101,6 +101,8 @@ def run_cell(cell: Cell, run_dir: str | Path, config: dict[str, Any], *, stored:
             for chunk in _predict(predictor, task, cell.id, {r["example_id"] for r in rows}, progress):
                 rows += chunk
                 (on_predictions or result.predictions.extend)(chunk)
+            if serving_latency(strategy, predictor, task, ctx, session.backends.loaded().values()):
+                ctx.save_stats()  # the serving path, one query at a time (runs/measure.py)
         rows.sort(key=lambda r: r["position"])
         by_id = {r["example_id"]: r for r in rows}
         result.metrics = evaluate(task, task.test, [by_id[e.id]["output"] for e in task.test], seed=session.seed,

@@ -4,11 +4,17 @@ Forgetting (reference-text perplexity of the base vs the fine-tuned model, and o
 zero-shot score) is a measurement, not training: it runs here, after `fit` or after `load` on resume when
 it is still missing, and its own wall time lands in `cost.details.forgetting.seconds`, never in
 `train_seconds`. Strategies only declare the `forgetting*` options; this module reads them.
+
+Serving latency is measured here too: what one query costs on the path `tunewise serve` runs for a
+strategy (its predictor, one request at a time, warm), as opposed to the batched evaluation loop's
+seconds per example. The report prices serving from it (`report/cost_model.py`).
 """
 
 from __future__ import annotations
 
 import tempfile
+import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -37,3 +43,27 @@ def measure_after_fit(strategy: Strategy, backend, predictor: Predictor, ctx: Fi
     return measure_forgetting(backend, getattr(predictor, "model", None), ctx, strategy.config,
                               zero_shot=zero_shot_predictor)
 
+
+
+SERVING_QUERIES = 4  # single queries timed per cell (after one warm-up query)
+SERVING_ENGINE = "tunewise serve (transformers), one query at a time"
+
+
+def serving_latency(strategy: Strategy, predictor: Predictor, task, ctx: FitContext,
+                    backends: Iterable[Any] = ()) -> dict[str, Any] | None:
+    """Seconds per query of the predictor `tunewise serve` runs for this strategy, one query at a time
+    (`SERVING_QUERIES` test inputs after a warm-up one), into `ctx.stats["serving"]` with the engine's name.
+    None when any of `backends` (every backend the run has loaded) is not local weights: a remote model may be
+    on the predictor's path, and extra queries to it would be paid (its latency is the provider's anyway);
+    None too when already measured (a resumed fit) or when the task has no test examples."""
+    if "serving" in ctx.stats or not task.test or any(not b.capabilities.local_weights for b in backends):
+        return None
+    examples = task.test[:SERVING_QUERIES + 1]
+    predictor.predict(examples[:1])  # warm-up: first-call allocations are not what a running server pays
+    start = time.perf_counter()
+    for example in examples[1:] or examples:
+        predictor.predict([example])
+    seconds = (time.perf_counter() - start) / len(examples[1:] or examples)
+    ctx.stats["serving"] = {"seconds_per_query": seconds, "queries": len(examples[1:] or examples),
+                            "engine": SERVING_ENGINE}
+    return ctx.stats["serving"]

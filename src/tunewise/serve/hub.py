@@ -1,26 +1,24 @@
 """What `tunewise serve` serves: the strategies of one run, rebuilt from its folder, over ONE copy of the
 base model.
 
-Each finished strategy becomes a model named by its id. LoRA adapters (strategies/<id>/adapter in PEFT
-format) are loaded into one PeftModel over the shared base weights (`load_adapter`) and switched per
-request (`set_adapter`); prompting strategies run on the same weights with the adapters switched off;
-other artifacts (encoder classifiers, whole models, prompt-learning adapters) come from the run API
+Each finished strategy becomes a model named by its id. Every PEFT adapter (strategies/<id>/adapter in
+PEFT format: LoRA, DoRA, IA3, prefix, prompt and P-tuning) is attached to the shared base weights
+(`serve/adapters.py`) and switched on per request; prompting strategies run on the same weights with the
+adapters switched off; other artifacts (encoder classifiers, whole models) come from the run API
 (`Run.predictor`: the strategy's saved fit, reloaded). The base model itself and the `ft:` models trained
 by the jobs endpoints are served as raw language models (chat templates, sampling, log-probabilities).
 All model work runs on one thread (`ModelWorker`), which serialises adapter switches and batches
-concurrent requests. Nothing here parses a config or loads a model: the run API does.
+concurrent requests (plain LoRA fine-tunes share one generation batch: peft's mixed-batch inference).
+Nothing here parses a config or loads a model: the run API does.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import json
-import re
 import time
-from collections.abc import Iterator
 from concurrent.futures import Future
-from contextlib import contextmanager
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +28,7 @@ from tunewise.data import Example
 from tunewise.errors import UserError
 from tunewise.foundation import base_id  # the name the base model is served under
 from tunewise.serve import lm
+from tunewise.serve.adapters import Adapter, SharedAdapters, peft_type
 from tunewise.serve.errors import not_found
 from tunewise.serve.worker import ModelWorker
 
@@ -40,7 +39,7 @@ class Entry:
     kind: str  # "strategy" | "base" | "fine-tune"
     predictor: Any = None  # strategies: the fitted predictor
     backend: Any = None  # base and fine-tune: the local causal backend used as a raw language model
-    adapter: str | None = None  # adapter to activate in the shared PeftModel; None: adapters off
+    adapter: Adapter | None = None  # adapter to switch on over the shared base; None: adapters off
     labels: list[str] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
     created: int = field(default_factory=lambda: int(time.time()))
@@ -48,11 +47,6 @@ class Entry:
     def card(self) -> dict[str, Any]:
         return {"id": self.id, "object": "model", "created": self.created, "owned_by": "tunewise",
                 "tunewise": {"kind": self.kind, **self.info, **({"labels": self.labels} if self.labels else {})}}
-
-
-def _is_lora(path: Path) -> bool:
-    config = path / "adapter_config.json"
-    return config.is_file() and json.loads(config.read_text(encoding="utf-8")).get("peft_type") == "LORA"
 
 
 class ModelHub:
@@ -76,7 +70,7 @@ class ModelHub:
         self.worker = ModelWorker()
         self.entries: dict[str, Entry] = {}
         self.aliases: dict[str, str] = {}
-        self.peft = None
+        self.adapters: SharedAdapters | None = None  # created over the base weights by the first adapter
         self.causal = self.encoder = None
         if "causal" in kinds.values() or strategies is None:
             self.causal = self.run.backend("causal")
@@ -118,12 +112,11 @@ class ModelHub:
         art = self.run_dir / "strategies" / cell.id
         info = {"strategy": result["name"], "family": result["family"], "task_kind": self.task.kind}
         labels = list(self.task.labels) if self.task.is_classification else []
-        if self.local and kind == "causal" and _is_lora(art / "adapter"):
-            name = self._attach(cell.id, art / "adapter")
-            from tunewise.strategies.finetuning._peft import peft_predictor
-
-            predictor = peft_predictor(self.causal, self.task, self.peft)
-            self.entries[cell.id] = Entry(cell.id, "strategy", predictor, adapter=name, labels=labels, info=info)
+        if self.local and kind == "causal" and peft_type(art / "adapter"):
+            adapter = self._attach(cell.id, art / "adapter")
+            predictor = self._over(self.run.strategy(cell.strategy), adapter.model)
+            info["peft_type"] = adapter.kind
+            self.entries[cell.id] = Entry(cell.id, "strategy", predictor, adapter=adapter, labels=labels, info=info)
             return
         with self._active(None):
             predictor = self.run.predictor(cell, self.task)  # its saved fit; prompting strategies are fitted again
@@ -132,25 +125,25 @@ class ModelHub:
             return
         self.entries[cell.id] = Entry(cell.id, "strategy", predictor, labels=labels, info=info)
 
-    def _attach(self, model_id: str, path: Path) -> str:
-        """Load a LoRA adapter into the shared PeftModel (created over the base weights by the first one)."""
-        from peft import PeftModel
+    def _attach(self, model_id: str, path: Path) -> Adapter:
+        """Attach a saved PEFT adapter to the shared base weights (no copy of them)."""
+        if self.adapters is None:
+            self.adapters = SharedAdapters(self.causal.model)
+        return self.adapters.attach(model_id, path)
 
-        name = re.sub(r"\W", "_", model_id)
-        if self.peft is None:
-            self.peft = PeftModel.from_pretrained(self.causal.model, path, adapter_name=name).eval()
-        else:
-            self.peft.load_adapter(path, adapter_name=name)
-            self.peft.eval()
-        self.peft.set_adapter(name)
-        return name
+    def _over(self, strategy, model):
+        """The strategy's own predictor over `model` (its prompt, answer length and scoring wrapper)."""
+        from tunewise.strategies.finetuning._peft import peft_predictor
+
+        over = getattr(strategy, "predictor_over", None)  # PEFT strategies and sft say how they predict
+        return over(self.causal, self.task, model) if over else peft_predictor(self.causal, self.task, model)
 
     def add_finetuned(self, model_id: str, path: Path) -> None:
         """Serve an adapter trained by a fine-tuning job as `model_id` (called from the jobs thread)."""
         def attach() -> None:
-            name = self._attach(model_id, path)
-            self.entries[model_id] = Entry(model_id, "fine-tune", backend=self.causal.with_model(self.peft),
-                                           adapter=name, info={"base": self.base_id})
+            adapter = self._attach(model_id, path)
+            self.entries[model_id] = Entry(model_id, "fine-tune", backend=self.causal.with_model(adapter.model),
+                                           adapter=adapter, info={"base": self.base_id})
 
         self.worker.call(attach).result()
 
@@ -180,16 +173,19 @@ class ModelHub:
         return [e.card() for e in self.entries.values()]
 
     # --- operations on the model thread -------------------------------------------------------------
-    @contextmanager
-    def _active(self, entry: Entry | None) -> Iterator[None]:
-        if self.peft is None:
-            yield
-        elif entry is not None and entry.adapter:
-            self.peft.set_adapter(entry.adapter)
-            yield
-        else:
-            with self.peft.disable_adapter():
-                yield
+    def _active(self, entry: Entry | None):
+        """A context with the entry's adapter switched on over the shared base (all others off)."""
+        if self.adapters is None:
+            return nullcontext()
+        return self.adapters.using(entry.adapter.name if entry is not None and entry.adapter else None)
+
+    def memory_bytes(self) -> int:
+        """Bytes of the distinct weight tensors the served models hold (shared ones counted once)."""
+        from tunewise.serve.adapters import tensor_bytes
+
+        holders = [e.backend if e.backend is not None else e.predictor for e in self.entries.values()]
+        modules = [m for m in (getattr(h, "model", None) for h in holders) if m is not None]  # predictors' models
+        return tensor_bytes(modules + (list(self.adapters.modules()) if self.adapters else []))
 
     def predict(self, entry: Entry, texts: list[str]) -> Future:
         """The strategy's predictions for each input text (requests for one strategy are batched)."""
@@ -206,17 +202,26 @@ class ModelHub:
         return self.worker.submit(("predict", entry.id), run, texts)
 
     def generate(self, entry: Entry, prompt: str, params: lm.Params) -> Future:
-        def run(prompts: list[str]) -> list[list[lm.Choice]]:
+        """Raw generation; requests for plain LoRA fine-tunes with equal params share one batch, each row with
+        its own adapter (peft's mixed-batch inference); other models batch per model."""
+        mixed = entry.adapter is not None and entry.adapter.mixable
+
+        def run(items: list[tuple[Entry, str]]) -> list[list[lm.Choice]]:
+            backend, prompts = items[0][0].backend, [p for _, p in items]
             # Requests queued together run in groups bounded by tokens, not only by count: one long prompt
             # does not multiply the padded width of all the others (backends/context.py).
-            lengths = [entry.backend.count_tokens(p) for p in prompts]  # this thread's tokenizer
+            lengths = [backend.count_tokens(p) for p in prompts]  # this thread's tokenizer
+            rows = params.n if params.temperature > 0 else 1  # sampled choices are rows of their own
             out: list[list[lm.Choice]] = []
-            with self._active(entry):
-                for group in token_batches(lengths, len(prompts), entry.backend.max_batch_tokens, params.n):
-                    out += lm.generate(entry.backend, [prompts[i] for i in group], params)
+            for group in token_batches(lengths, len(prompts), backend.max_batch_tokens, params.n):
+                names = [items[i][0].adapter.name if items[i][0].adapter else None for i in group]
+                with (self.adapters.mixed_rows([n for n in names for _ in range(rows)]) if mixed
+                      else self._active(items[0][0])):
+                    out += lm.generate(backend, [prompts[i] for i in group], params)
             return out
 
-        return self.worker.submit(("generate", entry.id, params), run, prompt)
+        key = ("generate", "lora-mixed" if mixed else entry.id, params)
+        return self.worker.submit(key, run, (entry, prompt))
 
     def echo(self, entry: Entry, prompt: str, k: int) -> Future:
         def run() -> dict[str, Any]:

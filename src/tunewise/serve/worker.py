@@ -2,7 +2,8 @@
 
 That serialises access to the single shared base model (whose active adapter changes per request), and
 it batches for free: while one operation runs, new requests queue up; the next round takes every queued
-request with the same batch key (same model, same parameters) and runs them as one batch.
+request with the same batch key (same model, same parameters) and runs them as one batch. Keys take turns
+(round-robin), so requests for one model never wait behind a queue of another's.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class ModelWorker:
         self.items = 0
         self._queue: queue.Queue[_Job] = queue.Queue()
         self._pending: deque[_Job] = deque()
+        self._last: Hashable | None = None  # batch key of the last round
         self._thread = threading.Thread(target=self._loop, name="tunewise-model", daemon=True)
         self._thread.start()
 
@@ -52,7 +54,12 @@ class ModelWorker:
                 self._pending.append(self._queue.get_nowait())
             except queue.Empty:
                 break
-        head = self._pending.popleft()
+        # Round-robin over models: the oldest request of another batch key than the last round's goes first,
+        # so one busy adapter's queue does not starve the others (each round still takes all of one key).
+        turn = next((i for i, job in enumerate(self._pending) if job.key is None or job.key != self._last), 0)
+        head = self._pending[turn]
+        del self._pending[turn]
+        self._last = head.key
         batch = [head]
         if head.key is not None:
             rest = deque()

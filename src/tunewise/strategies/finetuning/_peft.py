@@ -97,6 +97,11 @@ class PeftStrategy(Strategy):
     def load(self, backend, task, ctx):
         return load_causal_fit(backend, task, ctx, CausalFit(artifact=PEFT_ADAPTER))
 
+    def predictor_over(self, backend, task, model):
+        """This strategy's predictor over its adapter already loaded in `model` (a PeftModel whose base
+        weights may be shared with other adapters: how `tunewise serve` serves every adapter on one base)."""
+        return peft_predictor(backend, task, model)
+
 
 def create_peft_model(base, make_config, strategy_id: str, options: tuple[str, ...]):
     """get_peft_model(base, make_config()), with peft's ValueErrors as one-line UserErrors naming the option."""

@@ -21,7 +21,7 @@ from tunewise.registry import register
 from tunewise.strategies.base import Strategy
 from tunewise.strategies.finetuning import _causal
 from tunewise.strategies.finetuning._causal import CausalTrainConfig
-from tunewise.strategies.finetuning._lm_fit import CausalFit, fit_causal, load_causal_fit
+from tunewise.strategies.finetuning._lm_fit import CausalFit, fit_causal, lm_predictor, load_causal_fit
 from tunewise.strategies.finetuning._peft import PEFT_ADAPTER, create_peft_model
 
 DEFAULT_LR = {"lora": 2e-4, "full": 2e-5}  # full fine-tuning moves every weight: ten times gentler
@@ -92,3 +92,8 @@ class Sft(Strategy):
 
     def load(self, backend, task, ctx):
         return load_causal_fit(backend, task, ctx, self._how(backend, task))
+
+    def predictor_over(self, backend, task, model):
+        """The predictor over its LoRA adapter already loaded in `model` (a PeftModel; see PeftStrategy)."""
+        how = self._how(backend, task)
+        return lm_predictor(backend, task, PEFT_ADAPTER.runs_on(model), how.shared, how.max_new_tokens)
