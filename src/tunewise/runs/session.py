@@ -29,7 +29,7 @@ from tunewise.data import Task, load_task
 from tunewise.errors import UserError
 from tunewise.progress import console
 from tunewise.registry import get_strategy, strategy_config
-from tunewise.strategies.base import FitContext, Predictor, Strategy
+from tunewise.strategies.base import FitContext, Predictor, Strategy, stored_labels
 
 
 def resolve_config(path: Path | None, overrides: dict[str, Any]) -> ExperimentConfig:
@@ -179,4 +179,5 @@ class Session:
     def fit(self, strategy: Strategy, task: Task, artifact_dir: Path, seed: int | None = None) -> Predictor:
         """A fresh fit of `strategy` on `task` (cross-validation folds, search trials): nothing is reloaded
         or stored; artifacts go to `artifact_dir`."""
-        return strategy.fit(self.backend_for(strategy), task, self.context(artifact_dir, seed))
+        return stored_labels(strategy.fit(self.backend_for(strategy), task.named(), self.context(artifact_dir, seed)),
+                             task)
