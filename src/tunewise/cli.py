@@ -123,6 +123,8 @@ def validate(config: Annotated[Path, typer.Argument(help="Experiment YAML to che
               f"{', '.join(s.id for s in session.config.strategies)}", highlight=False)
     for line in session.longest_inputs():
         out.print(line, highlight=False, soft_wrap=True)
+    if session.label_warning():
+        out.print(f"[yellow]warning:[/] {escape(session.label_warning())}", highlight=False, soft_wrap=True)
 
 
 def _load_commands() -> None:

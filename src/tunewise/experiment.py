@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rich.markup import escape
+
 from tunewise.progress import console
 from tunewise.runs import Executor, Run
 
@@ -26,6 +28,8 @@ def run_experiment(config: ExperimentConfig | None = None, resume: str | Path | 
         run.write_splits()
         run.write_baselines()  # checks `metric:` against the task before any strategy starts
         console.print(f"[bold]task[/] {run.task().summary()}")
+        if run.label_warning():
+            console.print(f"[yellow]warning:[/] {escape(run.label_warning())}", highlight=False, soft_wrap=True)
         console.print(f"[bold]run folder[/] {run.dir}")
         cells = run.cells()
         run.prepare(run.strategy(c.strategy) for c in cells)  # fail before anything starts

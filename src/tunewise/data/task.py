@@ -51,5 +51,8 @@ class Task:
 
     def summary(self) -> str:
         labels = f", {len(self.labels)} labels" if self.labels else ""
+        if self.label_names:
+            labels += ": " + ", ".join(f"{k} = {v}" for k, v in list(self.label_names.items())[:6]) + \
+                (", ..." if len(self.label_names) > 6 else "")
         return (f"{self.name} ({self.kind}{labels}): {len(self.train)} train, "
                 f"{len(self.validation)} validation, {len(self.test)} test examples")

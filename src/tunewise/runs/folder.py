@@ -177,7 +177,8 @@ class Run(Session):
     # --- files next to the store -----------------------------------------------------------------------
     def write_splits(self) -> None:
         task = self.task()
-        splits = {"task": task.name, "kind": task.kind, "labels": task.labels, "instruction": task.instruction,
+        splits = {"task": task.name, "kind": task.kind, "labels": task.labels, "label_names": task.label_names,
+                  "instruction": task.instruction,
                   **{name: [e.id for e in getattr(task, name)] for name in ("train", "validation", "test")}}
         (self.dir / "splits.json").write_text(json.dumps(splits, indent=1), encoding="utf-8")
 

@@ -26,6 +26,7 @@ from tunewise.config import (
     resolve_relative_paths,
 )
 from tunewise.data import Task, load_task
+from tunewise.data.labels import code_warning
 from tunewise.errors import UserError
 from tunewise.progress import console
 from tunewise.registry import get_strategy, strategy_config
@@ -155,6 +156,13 @@ class Session:
         lines = (longest_inputs(self.model_for(kind), task.train + task.validation + task.test, task)
                  for kind in ("causal", "encoder") if kind in kinds)
         return [line for line in lines if line]
+
+    def label_warning(self) -> str | None:
+        """For `validate` and `run`: one line when the task's labels look like codes (0/1, A/B, LOC/NUM), none
+        has a name (task.label_names, ClassLabel) and a prompting strategy would show them to a model."""
+        task = self.task()
+        shown = [s.id for s in self.config.strategies if self.strategy(s).family == "prompting"]
+        return code_warning(task.labels, task.label_names, shown) if task.is_classification else None
 
     def backend_for(self, strategy: Strategy):
         """The strategy's backend; CapabilityError when it lacks what the strategy needs."""
