@@ -47,3 +47,11 @@ def test_run_prints_verdict_and_report_and_no_library_warnings(tmp_path, tiny_ca
     rows = [json.loads(x) for x in (run_dir / "predictions" / "zero-shot.jsonl").read_text().splitlines()]
     assert {r["target"] for r in rows} <= {"0", "1"} and {r["output"] for r in rows} <= {"0", "1"}
     assert "warning:" not in proc.stderr  # the labels are named: no code-like-labels warning
+    assert "How costs are measured" in (run_dir / "report.html").read_text()
+    costs = {r["strategy"]: r["cost"] for r in json.loads((run_dir / "results.json").read_text())
+             if r["family"] != "baseline"}
+    for cost in costs.values():  # 8 test examples: 2 warm up, 6 timed; memory is the cell's own
+        assert cost["details"]["latency"]["warmup_examples"] == 2 and cost["details"]["latency"]["timed_examples"] == 6
+        memory = cost["details"]["memory"]
+        assert cost["peak_rss_mb"] == memory["weights_mb"] + memory["growth_mb"] < memory["process_peak_mb"]
+    assert costs["head-only"]["details"]["memory"]["weights_mb"] < 10  # the tiny encoder only, not the causal model
