@@ -120,9 +120,11 @@ class ModelHub:
         labels = list(self.task.labels) if self.task.is_classification else []
         if self.local and kind == "causal" and _is_lora(art / "adapter"):
             name = self._attach(cell.id, art / "adapter")
+            from tunewise.strategies.base import stored_labels
             from tunewise.strategies.finetuning._peft import peft_predictor
 
-            predictor = peft_predictor(self.causal, self.task, self.peft)
+            # trained on label names: it scores names, answers in stored labels (strategies/base.py)
+            predictor = stored_labels(peft_predictor(self.causal, self.task.named(), self.peft), self.task)
             self.entries[cell.id] = Entry(cell.id, "strategy", predictor, adapter=name, labels=labels, info=info)
             return
         with self._active(None):

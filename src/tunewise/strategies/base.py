@@ -60,17 +60,17 @@ class StoredLabels(Predictor):
     metrics, the store, results and reports keep the stored label. Other attributes are the inner's."""
 
     def __init__(self, inner: Predictor, task: Task):
-        self.inner, self.task, self.model = inner, task, getattr(inner, "model", None)
+        self.inner, self.stored_task, self.model = inner, task, getattr(inner, "model", None)
 
     def predict(self, examples: Sequence[Example], on_batch: Callable[[int], None] | None = None
                 ) -> list[Prediction]:
-        shown = [replace(e, target=self.task.name_of(e.target)) for e in examples]
-        back = self.task.stored_label
+        shown = [replace(e, target=self.stored_task.name_of(e.target)) for e in examples]
+        back = self.stored_task.stored_label
         return [replace(p, output=back(p.output), scores=None if p.scores is None else
                         {back(k): v for k, v in p.scores.items()}) for p in self.inner.predict(shown, on_batch)]
 
     def __getattr__(self, name: str) -> Any:
-        if name == "inner":
+        if name in ("inner", "stored_task"):  # not set yet (copy, unpickling): no recursion
             raise AttributeError(name)
         return getattr(self.inner, name)
 
