@@ -110,3 +110,13 @@ def test_no_warning_with_names_or_without_prompting(tmp_path):
     named = validate(tmp_path, "zero-shot", "  label_names: [negative, positive]\n")
     assert "warning:" not in named and "2 labels: 0 = negative, 1 = positive" in named
     assert "warning:" not in validate(tmp_path, "lora")
+
+
+def test_run_warns_about_code_labels_too(tmp_path):
+    coded_csv(tmp_path)
+    config = tmp_path / "exp.yaml"
+    config.write_text(f"model: fake\noutput_dir: {tmp_path / 'runs'}\ntask:\n  source: coded.csv\n"
+                      "strategies: [zero-shot]\n", encoding="utf-8")
+    result = runner.invoke(app, ["run", str(config)])
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert "warning: labels look like codes (0, 1): prompting strategies (zero-shot)" in " ".join(result.output.split())
