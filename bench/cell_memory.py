@@ -22,6 +22,7 @@ import tempfile
 import psutil
 
 from tunewise.config import parse_config
+from tunewise.evaluation.cost import PeakMemory
 from tunewise.runs import Run
 
 
@@ -38,19 +39,15 @@ def run_cells(cfg) -> dict:
         run.write_splits()
         cells = run.cells()
         before = psutil.Process().memory_info().rss / 2**20
-        run.prepare(run.strategy(c.strategy) for c in cells)  # models load here
-        run.execute(cells)
+        # sampled, not ru_maxrss: a child process inherits its parent's high-water mark across fork and exec
+        with PeakMemory() as peak:
+            run.prepare(run.strategy(c.strategy) for c in cells)  # models load here
+            run.execute(cells)
         run.finish()
         return {"results": {r["strategy"]: r["cost"] for r in run.store.results(run.id)}, "rss_before_mb": before,
-                "ru_peak_mb": _ru_peak_mb()}
+                "peak_mb": peak.peak_mb}
     finally:
         run.close()
-
-
-def _ru_peak_mb() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def main() -> None:
@@ -71,7 +68,7 @@ def main() -> None:
                *(["--model", args.model] if args.model else []), *(["--encoder", args.encoder] if args.encoder else [])]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
         child = json.loads(out.strip().splitlines()[-1])
-    isolated = child["ru_peak_mb"] - child["rss_before_mb"]
+    isolated = child["peak_mb"] - child["rss_before_mb"]
     own, old = shared["peak_rss_mb"], shared["details"]["memory"]["process_peak_mb"]
     print(f"{args.strategy}, {args.limit} test examples (MiB)")
     print(f"{'alone in a fresh process (peak RSS - runtime)':<52}{isolated:>10.0f}")
