@@ -81,7 +81,24 @@ def run(
                                          pilot=pilot))
         run_dir = run_experiment(cfg, yes=yes, executor=executor, address=address)
     _show(run_dir)
+    _verdict(run_dir)
     out.print(f"run folder: {run_dir}", highlight=False, soft_wrap=True)
+
+
+VERDICT_REASONS = 2  # lines of the recommendation's reasons printed under its headline (the report has all)
+
+
+def _verdict(run_dir: Path) -> None:
+    """The report's verdict (report/recommend.py) in a few lines, and RUN/report.html written, its path printed."""
+    from tunewise.report.html import build_report
+
+    files = build_report(run_dir)
+    rec = files.analysis.recommendation
+    if rec is not None:
+        out.print(f"[bold]verdict[/] {escape(rec.headline)}", highlight=False, soft_wrap=True)
+        for line in rec.reasons[:VERDICT_REASONS] + (rec.caveats[:1] if rec.thin_evidence else []):
+            out.print(f"  {escape(line)}", highlight=False, soft_wrap=True)
+    out.print(f"report: {files.html}", highlight=False, soft_wrap=True)
 
 
 def _show(run_dir: Path) -> None:
@@ -138,6 +155,8 @@ def validate(config: Annotated[Path, typer.Argument(help="Experiment YAML to che
               f"{', '.join(s.id for s in session.config.strategies)}", highlight=False)
     for line in session.longest_inputs():
         out.print(line, highlight=False, soft_wrap=True)
+    if session.label_warning():
+        out.print(f"[yellow]warning:[/] {escape(session.label_warning())}", highlight=False, soft_wrap=True)
 
 
 def _load_commands() -> None:
@@ -154,7 +173,27 @@ def _load_commands() -> None:
 _load_commands()
 
 
+def quiet_libraries() -> None:
+    """Only tunewise's own lines and bars reach the terminal: library warnings (deprecations, user warnings of
+    transformers, peft, torch, datasets, sklearn, pydantic, Ray) are ignored, library loggers say errors only,
+    transformers' and the hub's bars are off (tunewise shows a spinner per model load and bars for training
+    and scoring). Set as environment variables before any library is imported, so worker processes (spawned
+    cells, Ray, accelerate) inherit them; a variable the user set is kept."""
+    import logging
+    import os
+    import warnings
+
+    quiet = {"PYTHONWARNINGS": "ignore", "TRANSFORMERS_VERBOSITY": "error", "DATASETS_VERBOSITY": "error",
+             "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1", "TOKENIZERS_PARALLELISM": "false",
+             "HF_HUB_DISABLE_PROGRESS_BARS": "1"}  # transformers' bars follow the hub's switch
+    for key, value in quiet.items():
+        os.environ.setdefault(key, value)
+    warnings.simplefilter("ignore")  # tunewise itself issues no warnings: what it has to say, it prints
+    logging.getLogger().setLevel(logging.ERROR)  # libraries' loggers without a level of their own
+
+
 def main() -> None:
+    quiet_libraries()
     try:
         app()
     except UserError as e:  # raised outside a command (e.g. while parsing)

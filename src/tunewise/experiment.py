@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rich.markup import escape
+
 from tunewise.pilot import run_pilot
 from tunewise.progress import console
 from tunewise.runs import Executor, Run, executor_for
@@ -33,6 +35,8 @@ def run_experiment(config: ExperimentConfig | None = None, resume: str | Path | 
         run.write_splits()
         run.write_baselines()  # checks `metric:` against the task before any strategy starts
         console.print(f"[bold]task[/] {run.task().summary()}")
+        if run.label_warning():
+            console.print(f"[yellow]warning:[/] {escape(run.label_warning())}", highlight=False, soft_wrap=True)
         console.print(f"[bold]run folder[/] {run.dir}")
         if run.config.pilot is not None:  # fine-tuning at pilot sizes, predicted at the full size
             run_pilot(run, run.config.pilot, executor)

@@ -185,7 +185,7 @@ def test_what_would_help_comes_from_the_runs_measurements(tmp_path):
     curve = {"points": [{"strategy": "lora", "train_examples": 100, "value": 0.40},
                         {"strategy": "lora", "train_examples": 400, "value": 0.46}]}
     a = SimpleNamespace(done=[tuned], results=[tuned], curve=curve, kind="classification", labels=["0", "1"],
-                        run_dir=tmp_path, model_of=lambda r: "smollm2-135m-instruct")
+                        label_names={}, run_dir=tmp_path, model_of=lambda r: "smollm2-135m-instruct")
     hints = what_would_help(a, "lora")
     assert hints[0] == ("More training examples: lora's learning curve still rises (40.0% at 100 examples, 46.0% "
                         "at 400).")
@@ -193,5 +193,8 @@ def test_what_would_help_comes_from_the_runs_measurements(tmp_path):
            "balanced sampling" in hints[1]
     assert "this run used smollm2-135m-instruct" in hints[2] and "look like codes" in hints[3]
     assert "fails on '1' (recall 0%, precision 0%)" in hints[4]
+    assert "task.label_names" in hints[3]
+    a.label_names = {"0": "unacceptable", "1": "acceptable"}  # named labels: no hint about codes
+    assert not any("look like codes" in h for h in what_would_help(a, "lora"))
     a.curve = None
     assert what_would_help(a, "lora")[0].startswith("More training examples may help: measure it with `tunewise curve")

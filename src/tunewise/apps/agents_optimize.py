@@ -105,7 +105,7 @@ def optimize_prompt(config_path: str | Path, rounds: int = 3, validation_example
     """Run the prompt-optimisation team on the config's task and model; returns and saves the result."""
     session = Session.from_file(config_path)  # the run API: config, task and model, each resolved once
     cfg = session.config
-    task = without_test(session.task())  # first: the team can never see a test example
+    task = without_test(session.task()).named()  # first: no test example; labels by name (data/labels.py)
     backend = session.backend("causal")
     evaluator = Evaluator(backend, task, validation_examples, minibatch, cfg.seed)
     start = time.perf_counter()

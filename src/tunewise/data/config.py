@@ -35,6 +35,10 @@ class TaskConfig(Strict):
                                   "semicolon (;), tab, pipe (|). Default: detected from the file (quote-aware), "
                                   "the suffix's (.csv comma, .tsv tab) on a tie.")
     instruction: str | None = Field(None, description="What the model should do, in plain words.")
+    label_names: list[str] | dict[str, str] | None = Field(
+        None, description="Classification: what the model is shown for each stored label, as a list (one name "
+        "per distinct label, in natural sort order: 0, 1, 2, ..., 10) or a mapping {label: name}. Results keep "
+        "the stored label. Default: a Hugging Face ClassLabel's names, else the labels themselves.")
     test_size: float = Field(0.3, gt=0, lt=1, description="Share of rows held out for test when the "
                              "data has no splits (stratified by label, seeded).")
     validation_size: float = Field(0.1, ge=0, lt=1, description="Share of rows for validation.")

@@ -17,6 +17,7 @@ from tunewise.data.chat import chat_row, is_chat_row, shared_system
 from tunewise.data.chat_format import check_chat
 from tunewise.data.config import TaskConfig
 from tunewise.data.delimited import read_delimited
+from tunewise.data.labels import dataset_rows, resolve_names
 from tunewise.data.splits import cap, split_rows
 from tunewise.data.task import Example, Task
 from tunewise.errors import UserError
@@ -110,7 +111,7 @@ def _read_hf(spec: str) -> list[Row]:
         raise UserError(
             f"hf:{spec}: could not load the Hugging Face dataset ({first}); this needs network access to "
             "the hub (and HF_HUB_OFFLINE unset), or export it to a local file and give its path") from None
-    return [{**row, "__line__": i} for i, row in enumerate(ds, 1)]
+    return dataset_rows(ds)
 
 
 def _guess(rows: list[Row], wanted: str | None, candidates: tuple[str, ...], role: str, where: str) -> str:
@@ -169,6 +170,7 @@ def load_task(cfg: TaskConfig, seed: int = 0, limit: int | None = None) -> Task:
         rows, where = [], (f"{cfg.source}@{cfg.train}" if hf else cfg.train)
     else:
         rows, where = read_rows(cfg.source, cfg.has_header, cfg.delimiter)
+    class_names = dict(getattr(rows, "class_names", {}))  # Hugging Face ClassLabel names (data/labels.py)
     if rows:
         in_col = _guess(rows, cfg.input_column, INPUT_CANDIDATES, "input", where)
         tgt_col = _guess(rows, cfg.target_column, TARGET_CANDIDATES, "target", where)
@@ -181,6 +183,7 @@ def load_task(cfg: TaskConfig, seed: int = 0, limit: int | None = None) -> Task:
         if source:
             spec = f"{cfg.source}@{source}" if hf else source
             srows, swhere = read_rows(spec, cfg.has_header, cfg.delimiter)
+            class_names.update(getattr(srows, "class_names", {}))
             in_col = _guess(srows, cfg.input_column, INPUT_CANDIDATES, "input", swhere)
             tgt_col = _guess(srows, cfg.target_column, TARGET_CANDIDATES, "target", swhere)
             parts[split] = _to_examples(srows, swhere, in_col, tgt_col, prefix=f"{split}:")
@@ -198,12 +201,16 @@ def load_task(cfg: TaskConfig, seed: int = 0, limit: int | None = None) -> Task:
     if kind == "classification":
         labels = sorted(Counter(e.target for e in train), key=_natural)
         _check_labels(labels, validation + test, where)
+    elif cfg.label_names is not None:
+        raise UserError("task.label_names: names labels of a classification task; remove it for generation")
+    names = resolve_names(cfg.label_names, labels, class_names.get(tgt_col)) if labels else {}
     default_name = cfg.train if cfg.train and not hf else cfg.source.removeprefix("hf:")
     name = cfg.name or (builtin.name if builtin else Path(default_name).stem)
-    instruction = cfg.instruction or shared_system(train + validation + test) or _default_instruction(kind, labels)
+    instruction = cfg.instruction or shared_system(train + validation + test) or _default_instruction(
+        kind, [names.get(x, x) for x in labels])
     return Task(name=name, kind=kind, train=train, validation=validation, test=test,
                 instruction=instruction, labels=labels, max_input_tokens=cfg.max_input_tokens,
-                long_inputs=cfg.long_inputs)
+                long_inputs=cfg.long_inputs, label_names=names)
 
 
 def _differ(a: str, b: str) -> bool:

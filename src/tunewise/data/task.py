@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 
@@ -25,6 +25,25 @@ class Task:
     labels: list[str] = field(default_factory=list)
     max_input_tokens: int | None = None  # task.max_input_tokens: cap on prompt tokens (backends/context.py)
     long_inputs: str = "truncate"  # task.long_inputs: truncate | refuse
+    label_names: dict[str, str] = field(default_factory=dict)  # stored label -> name shown to models (labels.py)
+
+    def name_of(self, label: str) -> str:
+        """The name a model is shown for a stored label (the label itself when it has none)."""
+        return self.label_names.get(label, label)
+
+    def named(self) -> Task:
+        """The task as models see it: every label and target replaced by its name (ids, inputs and meta kept);
+        the task itself when no label has a name. Predictions on it map back with `stored_label`."""
+        if not self.label_names:
+            return self
+        def rename(examples: list[Example]) -> list[Example]:
+            return [replace(e, target=self.name_of(e.target)) for e in examples]
+        return replace(self, train=rename(self.train), validation=rename(self.validation), test=rename(self.test),
+                       labels=[self.name_of(x) for x in self.labels], label_names={})
+
+    def stored_label(self, name: str) -> str:
+        """The stored label a name (or a stored label) stands for; anything else unchanged."""
+        return {v: k for k, v in self.label_names.items()}.get(name, name)
 
     @property
     def is_classification(self) -> bool:
@@ -32,5 +51,8 @@ class Task:
 
     def summary(self) -> str:
         labels = f", {len(self.labels)} labels" if self.labels else ""
+        if self.label_names:
+            labels += ": " + ", ".join(f"{k} = {v}" for k, v in list(self.label_names.items())[:6]) + \
+                (", ..." if len(self.label_names) > 6 else "")
         return (f"{self.name} ({self.kind}{labels}): {len(self.train)} train, "
                 f"{len(self.validation)} validation, {len(self.test)} test examples")

@@ -40,7 +40,13 @@ def majority(task: Task) -> Baseline | None:
     label = majority_label(task)
     if label is None:
         return None
-    return Baseline(f"majority{SUFFIX}", f"always answering '{label}'", [label] * len(task.test))
+    return Baseline(f"majority{SUFFIX}", f"always answering {shown(task, label)}", [label] * len(task.test))
+
+
+def shown(task: Task, label: str) -> str:
+    """'positive' (1) for a label named positive stored as 1; '1' for a label without a name."""
+    name = task.name_of(label)
+    return f"'{name}' ({label})" if name != label else f"'{label}'"
 
 
 def stratified_random(task: Task, seed: int) -> Baseline | None:

@@ -52,6 +52,7 @@ class Analysis:
     recommendation: Recommendation | None = None
     curve: dict[str, Any] | None = None
     labels: list[str] = field(default_factory=list)  # classification: the task's label set
+    label_names: dict[str, str] = field(default_factory=dict)  # stored label -> name shown to models
     metric_reason: str | None = None  # why the primary metric decided (metrics.choose_primary)
     baselines: dict[str, str] = field(default_factory=dict)  # trivial baseline id -> what it does
     trivial: dict[str, dict[str, Any]] = field(default_factory=dict)  # compare.versus_baselines()
@@ -137,7 +138,7 @@ def analyze(run_dir: str | Path, settings: dict[str, Any] | None = None, seed: i
     a = Analysis(run_dir=run_dir, run=run, results=results, predictions=predictions,
                  train_logs={k: v for k, v in logs.items() if v}, kind=_kind(run_dir, metric), metric=metric,
                  n_test=max((r["metrics"].get("n", 0) for r in done), default=0), prices=prices,
-                 constraints=constraints, labels=_labels(run_dir, done),
+                 constraints=constraints, labels=_labels(run_dir, done), label_names=_label_names(run_dir),
                  metric_reason=done[0]["metrics"].get("primary_reason") if done else None,
                  baselines={r["strategy"]: (r["cost"].get("details") or {}).get("baseline", r["strategy"])
                             for r in done if is_baseline(r)}, spread=spread)
@@ -182,6 +183,11 @@ def _labels(run_dir: Path, done: list[dict[str, Any]]) -> list[str]:
         if labels:
             return list(labels)
     return next((list(r["metrics"]["confusion"]["labels"]) for r in done if r["metrics"].get("confusion")), [])
+
+
+def _label_names(run_dir: Path) -> dict[str, str]:
+    splits = run_dir / "splits.json"
+    return dict(json.loads(splits.read_text(encoding="utf-8")).get("label_names") or {}) if splits.is_file() else {}
 
 
 def _kind(run_dir: Path, metric: str) -> str:

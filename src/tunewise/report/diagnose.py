@@ -7,19 +7,13 @@ labels); nothing is a fixed piece of advice.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
+from tunewise.data.labels import looks_like_codes
 from tunewise.report import fmt
 
 FAILS_BELOW_F1 = 0.5  # a class the strategy gets wrong more often than right, on precision and recall together
 RISING = 0.01  # a learning curve still rises when its last step gains at least this much (1 point)
-_CODE = re.compile(r"(label[_ ]?)?[-+]?\d+|[a-z]{1,2}\d*|\w", re.IGNORECASE)
-
-
-def looks_like_codes(labels: list[str]) -> bool:
-    """Labels such as 0/1, LABEL_2, A/B/C or c1: a model reading them learns nothing from their names."""
-    return bool(labels) and all(_CODE.fullmatch(label.strip()) for label in labels)
 
 
 def failing_classes(per_class: dict[str, dict[str, float]]) -> list[str]:
@@ -72,9 +66,9 @@ def what_would_help(a, best: str | None) -> list[str]:
         out.append(f"A larger model: this run used {', '.join(models)}; small models often cannot do a task from "
                    "an instruction or a few hundred examples.")
     labels = a.labels
-    if a.kind == "classification" and looks_like_codes(labels):
+    if a.kind == "classification" and looks_like_codes(labels) and not a.label_names:
         out.append(f"Label names: the labels ({', '.join(labels[:6])}) look like codes, so prompting strategies "
-                   "read nothing from them; map them to words (e.g. 'acceptable' for 1) in the data.")
+                   "read nothing from them; name them with task.label_names (e.g. [no, yes] for 0, 1).")
     fails = next((t["fails"] for t in per_class_truth(a.results, [best] if best else []) if t["fails"]), None)
     if fails:
         out.append(f"A different formulation: the best strategy, {best}, fails on {', '.join(fails[:3])}; define "

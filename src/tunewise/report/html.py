@@ -72,7 +72,7 @@ def context(a: Analysis) -> dict[str, Any]:
         "metric_name": fmt.metric_name(a.metric), "metric_reason": a.metric_reason,
         "baselines": [(sid, text) for sid, text in a.baselines.items()],
         "collapsed": [collapse_text(r["strategy"], rec_) for r in a.done if (rec_ := collapsed(r))],
-        "per_class": a.per_class,
+        "per_class": a.per_class, "label": lambda x: f"{a.label_names[x]} ({x})" if x in a.label_names else x,
         "test_name": "McNemar's test" if a.kind == "classification" else "paired bootstrap",
         "columns": COLUMNS(a), "rows": [_row(a, r) for r in _ordered(a)],
         "pareto_svg": figures.pareto(a), "breakeven_svg": figures.break_even(a),

@@ -66,7 +66,9 @@ def leaderboard(results: list[dict[str, Any]], title: str = "", spread: dict[str
         scores = [_pct(m.get(primary), primary), *([spread_text(spread.get(r["strategy"])) or "-"] if spread else []),
                   *(_pct(m.get(x), x) for x in beside)]
         if is_baseline(r):
-            table.add_row(f"[dim]{escape(r['strategy'])}[/]", "[dim]baseline[/]", *scores, "-", "-", "-", "-", "-",
+            what = (c.get("details") or {}).get("baseline")  # "always answering 'positive' (1)"
+            shown = r["strategy"] + (f": {what}" if what else "")
+            table.add_row(f"[dim]{escape(shown)}[/]", "[dim]baseline[/]", *scores, "-", "-", "-", "-", "-",
                           style="dim")
             continue
         name = escape(r["strategy"]) + (" [yellow](collapsed)[/]" if collapsed(r) else "")

@@ -18,9 +18,9 @@ from typing import Any
 
 from tunewise.backends.context import count_truncated
 from tunewise.errors import UserError
-from tunewise.evaluation.cost import PeakMemory
 from tunewise.evaluation.metrics import evaluate, per_example_score
 from tunewise.runs.measure import measure_after_fit, serving_latency
+from tunewise.runs.memory import LATENCY, CellMemory, warmup_size
 from tunewise.runs.session import Session
 from tunewise.strategies.base import STATS_FILE, fit_or_load
 from tunewise.strategies.prompting._extract import extraction_summary
@@ -89,11 +89,14 @@ def run_cell(cell: Cell, run_dir: str | Path, config: dict[str, Any], *, stored:
     art.mkdir(parents=True, exist_ok=True)
     records: list[dict[str, Any]] = []
     ctx = session.context(art, cell.seed, progress=progress, log=records.append)
+    mem = CellMemory(session.backends.loaded)  # the cell's own memory, not the process's (runs/memory.py)
+    ctx.backends = mem.track(ctx.backends)
+    mem.use(backend)
     result = CellResult(cell.id, strategy.name, strategy.family, session.model_for(strategy.backend_kind),
                         strategy.backend_kind, cell.seed, cell.train_size, str(art))
     rows = list(stored)
     try:
-        with PeakMemory() as mem:
+        with mem:
             predictor, fitted = fit_or_load(strategy, backend, task, ctx)
             result.train_log = _train_log(art, records if fitted else None)
             if measure_after_fit(strategy, backend, predictor, ctx):  # forgetting: after fit, timed apart
@@ -107,7 +110,7 @@ def run_cell(cell: Cell, run_dir: str | Path, config: dict[str, Any], *, stored:
         by_id = {r["example_id"]: r for r in rows}
         result.metrics = evaluate(task, task.test, [by_id[e.id]["output"] for e in task.test], seed=session.seed,
                                   metric=session.config.metric)
-        result.cost = cell_cost(ctx.stats, rows, backend, mem.peak_mb, art)
+        result.cost = cell_cost(ctx.stats, rows, backend, mem.figures(), art)
         result.cost["details"].update(extraction_summary(r["trace"] for r in rows))  # reasoning strategies only
         result.cost["details"]["truncated_inputs"] = count_truncated(r["trace"] for r in rows)  # backends/context.py
     except (UserError, KeyboardInterrupt, SystemExit):
@@ -130,20 +133,23 @@ def _train_log(art: Path, records: list[dict[str, Any]] | None) -> list[dict[str
 
 
 def _predict(predictor, task, cell_id: str, done: set[str], progress):
-    """Yield the prediction rows of the test examples not in `done`, one chunk of CHUNK at a time."""
+    """Yield the prediction rows of the test examples not in `done`: first a warm-up batch (runs/memory.py; its
+    rows marked `warmup`), then one chunk of CHUNK at a time."""
     position = {e.id: i for i, e in enumerate(task.test)}
     todo = [e for e in task.test if e.id not in done]
     bar = None if progress is None else progress.add_task(f"score {cell_id}", total=len(task.test),
                                                           completed=len(done))
-    for start in range(0, len(todo), CHUNK):
-        chunk = todo[start:start + CHUNK]
+    warm = warmup_size(len(todo))
+    for start in [0, *range(warm, len(todo), CHUNK)] if warm else range(0, len(todo), CHUNK):
+        chunk = todo[start:warm] if warm and start == 0 else todo[start:start + CHUNK]
         t0 = time.perf_counter()
         preds = predictor.predict(chunk, on_batch=None if bar is None else lambda n: progress.advance(bar, n))
         per_example = (time.perf_counter() - t0) / len(chunk)
         yield [{"example_id": e.id, "position": position[e.id], "input": e.input, "target": e.target,
                 "output": p.output, "score": per_example_score(task, e, p.output), "scores": p.scores,
                 "prompt_tokens": p.prompt_tokens, "completion_tokens": p.completion_tokens,
-                "latency_s": per_example, "trace": p.trace} for e, p in zip(chunk, preds, strict=True)]
+                "latency_s": per_example, "trace": p.trace, "warmup": start < warm}
+               for e, p in zip(chunk, preds, strict=True)]
         if bar is not None:
             progress.update(bar, completed=len(done) + start + len(chunk))
     if bar is not None:
@@ -158,9 +164,24 @@ def _dir_mb(path: Path) -> float:
 _COST_KEYS = {"trainable_params", "total_params", "train_seconds", "train_tokens", "train_examples", "epochs_run"}
 
 
-def cell_cost(stats: dict, rows: list[dict], backend, peak_rss_mb: float, art: Path) -> dict[str, Any]:
-    """The cost profile of a cell: one-off (training) and per-query figures, each with its unit in its name."""
+def _latency(rows: list[dict]) -> tuple[float, dict[str, Any]]:
+    """Seconds per example after the warm-up batch (runs/memory.py) of the rows scored now (those with a
+    `warmup` mark; resumed rows from the store have none), and the parts; the mean of all rows when none
+    was timed after a warm-up (too few examples, or all of them already stored)."""
+    fresh = [r for r in rows if "warmup" in r]
+    warm, timed = [r for r in fresh if r["warmup"]], [r for r in fresh if not r["warmup"]]
+    use = timed or rows
+    per_example = sum(r["latency_s"] or 0 for r in use) / max(len(use), 1)
+    return per_example, {"method": LATENCY if timed else "mean over all examples (no warm-up batch)",
+                         "warmup_examples": len(warm), "warmup_seconds": sum(r["latency_s"] or 0 for r in warm),
+                         "timed_examples": len(timed), "scoring_seconds": sum(r["latency_s"] or 0 for r in fresh)}
+
+
+def cell_cost(stats: dict, rows: list[dict], backend, memory: dict[str, Any], art: Path) -> dict[str, Any]:
+    """The cost profile of a cell: one-off (training) and per-query figures, each with its unit in its name.
+    `memory`: `CellMemory.figures()`; latency per example is measured after a warm-up batch (`_latency`)."""
     n = max(len(rows), 1)
+    seconds_per_example, latency = _latency(rows)
     total = stats.get("total_params") or backend.count_parameters()
     trainable = stats.get("trainable_params", 0)
     return {
@@ -170,9 +191,10 @@ def cell_cost(stats: dict, rows: list[dict], backend, peak_rss_mb: float, art: P
         "train_examples": stats.get("train_examples", 0), "epochs_run": stats.get("epochs_run"),
         "prompt_tokens_per_example": sum(r["prompt_tokens"] or 0 for r in rows) / n,
         "completion_tokens_per_example": sum(r["completion_tokens"] or 0 for r in rows) / n,
-        "seconds_per_example": sum(r["latency_s"] or 0 for r in rows) / n,
-        "peak_rss_mb": peak_rss_mb, "peak_device_mb": backend.peak_device_memory_mb(),
+        "seconds_per_example": seconds_per_example, "scoring_seconds": latency["scoring_seconds"],
+        "peak_rss_mb": memory["peak_rss_mb"], "peak_device_mb": memory["peak_device_mb"],
         "artifact_mb": _dir_mb(art),
         # Whatever else the strategy recorded (demonstrations, extraction failures, forgetting, ...).
-        "details": {k: v for k, v in stats.items() if k not in _COST_KEYS},
+        "details": {**{k: v for k, v in stats.items() if k not in _COST_KEYS}, "memory": memory["memory"],
+                    "latency": latency},
     }

@@ -29,7 +29,7 @@ from tunewise.runs.cell import Cell, CellResult
 from tunewise.runs.executors import Executor, LocalExecutor
 from tunewise.runs.session import Session
 from tunewise.store import DB_NAME, Store, open_run
-from tunewise.strategies.base import Predictor
+from tunewise.strategies.base import Predictor, stored_labels
 
 
 def environment(device: str) -> dict[str, Any]:
@@ -181,7 +181,8 @@ class Run(Session):
     # --- files next to the store -----------------------------------------------------------------------
     def write_splits(self) -> None:
         task = self.task()
-        splits = {"task": task.name, "kind": task.kind, "labels": task.labels, "instruction": task.instruction,
+        splits = {"task": task.name, "kind": task.kind, "labels": task.labels, "label_names": task.label_names,
+                  "instruction": task.instruction,
                   **{name: [e.id for e in getattr(task, name)] for name in ("train", "validation", "test")}}
         (self.dir / "splits.json").write_text(json.dumps(splits, indent=1), encoding="utf-8")
 
@@ -240,8 +241,9 @@ class Run(Session):
         strategy = self.strategy(cell.strategy)
         backend = self.backend_for(strategy)
         task = task or self.task(cell.train_size)
-        predictor = strategy.load(backend, task, self.context(self.dir / "strategies" / cell.id, cell.seed))
+        shown = task.named()  # labels by name, answers in stored labels (strategies/base.py: StoredLabels)
+        predictor = strategy.load(backend, shown, self.context(self.dir / "strategies" / cell.id, cell.seed))
         if predictor is None and strategy.family == "prompting":
             with tempfile.TemporaryDirectory(prefix="tunewise-serve-") as tmp:
-                predictor = strategy.fit(backend, task, self.context(Path(tmp), cell.seed))
-        return predictor
+                predictor = strategy.fit(backend, shown, self.context(Path(tmp), cell.seed))
+        return stored_labels(predictor, task)

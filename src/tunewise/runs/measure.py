@@ -20,14 +20,14 @@ from typing import Any
 
 from tunewise.evaluation.forgetting import measure_forgetting
 from tunewise.registry import get_strategy, strategy_config
-from tunewise.strategies.base import FitContext, Predictor, Strategy
+from tunewise.strategies.base import FitContext, Predictor, Strategy, stored_labels
 
 
 def zero_shot_predictor(backend, task) -> Predictor:
     """The registered zero-shot strategy with its defaults, fitted on `backend` (the second-task probe)."""
     strategy = get_strategy("zero-shot")(strategy_config("zero-shot"))
     with tempfile.TemporaryDirectory(prefix="tunewise-probe-") as tmp:  # zero-shot saves nothing
-        return strategy.fit(backend, task, FitContext(artifact_dir=Path(tmp), seed=0))
+        return stored_labels(strategy.fit(backend, task.named(), FitContext(artifact_dir=Path(tmp), seed=0)), task)
 
 
 def wants_forgetting(strategy: Strategy) -> bool:

@@ -26,10 +26,11 @@ from tunewise.config import (
     resolve_relative_paths,
 )
 from tunewise.data import Task, load_task
+from tunewise.data.labels import code_warning
 from tunewise.errors import UserError
 from tunewise.progress import console
 from tunewise.registry import get_strategy, strategy_config
-from tunewise.strategies.base import FitContext, Predictor, Strategy
+from tunewise.strategies.base import FitContext, Predictor, Strategy, stored_labels
 
 
 def resolve_config(path: Path | None, overrides: dict[str, Any]) -> ExperimentConfig:
@@ -156,6 +157,13 @@ class Session:
                  for kind in ("causal", "encoder") if kind in kinds)
         return [line for line in lines if line]
 
+    def label_warning(self) -> str | None:
+        """For `validate` and `run`: one line when the task's labels look like codes (0/1, A/B, LOC/NUM), none
+        has a name (task.label_names, ClassLabel) and a prompting strategy would show them to a model."""
+        task = self.task()
+        shown = [s.id for s in self.config.strategies if self.strategy(s).family == "prompting"]
+        return code_warning(task.labels, task.label_names, shown) if task.is_classification else None
+
     def backend_for(self, strategy: Strategy):
         """The strategy's backend; CapabilityError when it lacks what the strategy needs."""
         backend = self.backend(strategy.backend_kind)
@@ -196,4 +204,5 @@ class Session:
     def fit(self, strategy: Strategy, task: Task, artifact_dir: Path, seed: int | None = None) -> Predictor:
         """A fresh fit of `strategy` on `task` (cross-validation folds, search trials): nothing is reloaded
         or stored; artifacts go to `artifact_dir`."""
-        return strategy.fit(self.backend_for(strategy), task, self.context(artifact_dir, seed))
+        return stored_labels(strategy.fit(self.backend_for(strategy), task.named(), self.context(artifact_dir, seed)),
+                             task)

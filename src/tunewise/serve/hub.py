@@ -133,10 +133,13 @@ class ModelHub:
 
     def _over(self, strategy, model):
         """The strategy's own predictor over `model` (its prompt, answer length and scoring wrapper)."""
+        from tunewise.strategies.base import stored_labels
         from tunewise.strategies.finetuning._peft import peft_predictor
 
         over = getattr(strategy, "predictor_over", None)  # PEFT strategies and sft say how they predict
-        return over(self.causal, self.task, model) if over else peft_predictor(self.causal, self.task, model)
+        named = self.task.named()  # trained on label names: it scores names, answers in stored labels
+        return stored_labels(over(self.causal, named, model) if over else peft_predictor(self.causal, named, model),
+                             self.task)
 
     def add_finetuned(self, model_id: str, path: Path) -> None:
         """Serve an adapter trained by a fine-tuning job as `model_id` (called from the jobs thread)."""

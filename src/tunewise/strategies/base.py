@@ -7,7 +7,7 @@ import json
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -52,6 +52,32 @@ class Predictor(ABC):
     @abstractmethod
     def predict(self, examples: Sequence[Example], on_batch: Callable[[int], None] | None = None
                 ) -> list[Prediction]: ...
+
+
+class StoredLabels(Predictor):
+    """A predictor fitted on `task.named()` (labels shown to models by name, data/labels.py), answering in the
+    stored labels: examples reach it with named targets, and each output and score key maps back, so
+    metrics, the store, results and reports keep the stored label. Other attributes are the inner's."""
+
+    def __init__(self, inner: Predictor, task: Task):
+        self.inner, self.stored_task, self.model = inner, task, getattr(inner, "model", None)
+
+    def predict(self, examples: Sequence[Example], on_batch: Callable[[int], None] | None = None
+                ) -> list[Prediction]:
+        shown = [replace(e, target=self.stored_task.name_of(e.target)) for e in examples]
+        back = self.stored_task.stored_label
+        return [replace(p, output=back(p.output), scores=None if p.scores is None else
+                        {back(k): v for k, v in p.scores.items()}) for p in self.inner.predict(shown, on_batch)]
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("inner", "stored_task"):  # not set yet (copy, unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+
+def stored_labels(predictor: Predictor | None, task: Task) -> Predictor | None:
+    """`predictor` (fitted on `task.named()`) answering in `task`'s stored labels; unchanged without names."""
+    return StoredLabels(predictor, task) if predictor is not None and task.label_names else predictor
 
 
 @dataclass
@@ -124,14 +150,15 @@ def fit_or_load(strategy: Strategy, backend, task: Task, ctx: FitContext) -> tup
     a new `fit()`, timed into ctx.stats["train_seconds"] (wall seconds) and saved with its stats to fit.json.
 
     Returns (predictor, fitted_now). A strategy whose `load()` returns None (prompting: nothing to reload)
-    is fitted again."""
+    is fitted again. The strategy sees `task.named()` (labels by name); the predictor answers in stored labels."""
     stats_file = ctx.artifact_dir / STATS_FILE
-    predictor = strategy.load(backend, task, ctx) if stats_file.is_file() else None
+    shown = task.named()
+    predictor = strategy.load(backend, shown, ctx) if stats_file.is_file() else None
     if predictor is not None:
         ctx.stats = json.loads(stats_file.read_text(encoding="utf-8"))
-        return predictor, False
+        return stored_labels(predictor, task), False
     start = time.perf_counter()
-    predictor = strategy.fit(backend, task, ctx)
+    predictor = strategy.fit(backend, shown, ctx)
     ctx.stats["train_seconds"] = time.perf_counter() - start
     ctx.save_stats()
-    return predictor, True
+    return stored_labels(predictor, task), True
