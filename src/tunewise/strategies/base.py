@@ -65,6 +65,9 @@ class FitContext:
     log: Callable[[dict[str, Any]], None] = lambda record: None  # training curves -> store
     stats: dict[str, Any] = field(default_factory=dict)  # train_tokens, trainable_params, ... -> cost
     on_train_start: Callable[[Any], None] | None = None  # sees the model before training (tests, audits)
+    # after each training epoch: gets `answer(examples) -> outputs` of the model as it is then (a search's
+    # intermediate validation scores, which `tunewise tune --engine ray` reports to Ray Tune's ASHA)
+    on_epoch: Callable[[Callable[[Sequence[Example]], list[str]]], None] | None = None
     # (model name, kind) -> backend, each loaded once: the run's cache (a private one outside a run)
     backends: Callable[[str, str], Any] = field(default_factory=BackendCache)
     yes: bool = False  # the user agreed to paid steps without being asked (`tunewise run --yes`)

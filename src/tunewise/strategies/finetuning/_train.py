@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import shutil
 import time
+from collections.abc import Callable, Sequence
 from functools import cache
 from typing import Any, Literal
 
@@ -17,6 +18,7 @@ import torch
 from pydantic import Field, model_validator
 from torch.utils.data import Dataset
 
+from tunewise.data import Example
 from tunewise.errors import UserError
 from tunewise.strategies.base import FitContext, StrategyConfig
 
@@ -65,7 +67,7 @@ def count_parameters(model) -> tuple[int, int]:
     return trainable, sum(p.numel() for p in model.parameters())
 
 
-def _callbacks(ctx: FitContext, label: str):
+def _callbacks(ctx: FitContext, label: str, answer: Callable | None = None):
     from transformers import TrainerCallback
 
     class Progress(TrainerCallback):
@@ -82,6 +84,10 @@ def _callbacks(ctx: FitContext, label: str):
         def on_train_end(self, args, state, control, **kw):
             if self.task is not None:
                 ctx.progress.update(self.task, completed=state.max_steps, visible=False)
+
+        def on_epoch_end(self, args, state, control, **kw):
+            if ctx.on_epoch is not None and answer is not None:
+                ctx.on_epoch(answer)  # the model answers in eval mode; Trainer sets train mode each step
 
         def on_log(self, args, state, control, logs=None, **kw):
             logs = logs or {}
@@ -123,11 +129,13 @@ def use_bf16(cfg: TrainConfig, device: torch.device) -> bool:
 
 
 def train(model, train_rows: list[dict], eval_rows: list[dict], collator, cfg: TrainConfig,
-          ctx: FitContext, label: str, callbacks: list | None = None, trainer_cls=None) -> dict[str, Any]:
+          ctx: FitContext, label: str, callbacks: list | None = None, trainer_cls=None,
+          answer: Callable[[Sequence[Example]], list[str]] | None = None) -> dict[str, Any]:
     """Run Trainer and return what the cost model needs; the model ends with its best weights.
 
     `callbacks` are extra TrainerCallbacks (e.g. an unfreezing schedule); `trainer_cls` a Trainer
-    subclass for a custom loss (e.g. distillation).
+    subclass for a custom loss (e.g. distillation); `answer(examples) -> outputs` predicts with the model
+    as it is, for `ctx.on_epoch` after each epoch.
     """
     from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
 
@@ -148,7 +156,7 @@ def train(model, train_rows: list[dict], eval_rows: list[dict], collator, cfg: T
         report_to="none", disable_tqdm=True, seed=ctx.seed, data_seed=ctx.seed,
         use_cpu=device.type == "cpu", bf16=use_bf16(cfg, device), dataloader_num_workers=0,
         remove_unused_columns=False)
-    callbacks = _callbacks(ctx, label) + list(callbacks or [])
+    callbacks = _callbacks(ctx, label, answer) + list(callbacks or [])
     if use_eval:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
     trainer = (trainer_cls or Trainer)(model=model, args=args, train_dataset=ListDataset(train_rows),
