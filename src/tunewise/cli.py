@@ -68,6 +68,8 @@ def run(
         cfg = _build_config(config, dict(task=task, model=model, encoder=encoder, strategies=strategies,
                                          limit=limit, seed=seed, output_dir=output, device=device))
         run_dir = run_experiment(cfg, yes=yes)
+    if run_dir is None:  # a follower process of `accelerate launch`: the main process reports
+        return
     _show(run_dir)
     out.print(f"run folder: {run_dir}", highlight=False, soft_wrap=True)
 

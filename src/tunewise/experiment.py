@@ -7,22 +7,36 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tunewise.progress import console
-from tunewise.runs import Executor, Run
+from tunewise.runs import Executor, Run, distributed
 
 if TYPE_CHECKING:
     from tunewise.config import ExperimentConfig
 
 
 def run_experiment(config: ExperimentConfig | None = None, resume: str | Path | None = None, *, yes: bool = False,
-                   executor: Executor | None = None) -> Path:
+                   executor: Executor | None = None) -> Path | None:
     """Run (or, with `resume`, finish) an experiment and return its run folder.
 
     `yes`: agree to paid steps (provider fine-tuning) without asking. Raises UserError before anything
-    starts when a strategy cannot run on the task or its backend."""
+    starts when a strategy cannot run on the task or its backend. Under `accelerate launch` / `torchrun`
+    only the main process runs the experiment; the others join its trainings (runs/distributed.py) and
+    return None."""
     if resume is None and config is None:
         raise ValueError("give a config or a run folder to resume")
-    run = Run.open(resume, yes=yes) if resume is not None else Run.create(config, yes=yes)
+    device = config.device if config is not None else "auto"
+    if distributed.launched() and not distributed.is_main():
+        distributed.follow(device)  # joins the main process's trainings only (accelerate launch)
+        return None
+    leader = distributed.Leader(device) if distributed.launched() else None
     try:
+        run = Run.open(resume, yes=yes) if resume is not None else Run.create(config, yes=yes)
+    except BaseException:
+        if leader is not None:
+            leader.stop()  # the followers learn there is no run
+        raise
+    try:
+        if leader is not None:
+            leader.share(run)
         run.write_splits()
         run.write_baselines()  # checks `metric:` against the task before any strategy starts
         console.print(f"[bold]task[/] {run.task().summary()}")
@@ -32,5 +46,7 @@ def run_experiment(config: ExperimentConfig | None = None, resume: str | Path | 
         run.execute(cells, executor)
         run.finish()
     finally:
+        if leader is not None:
+            leader.stop()
         run.close()
     return run.dir

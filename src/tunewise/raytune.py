@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import tempfile
+import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -170,12 +171,15 @@ def check_folder(tune, folder: Path, resume: bool) -> None:
                         "--output")
 
 
-def _summary(grid, strategy_id: str, metric: str, folder: Path) -> dict[str, Any]:
-    """The search's result as `tuning.search` returns it, plus each trial's epochs and how it ended."""
+def _summary(grid, strategy_id: str, metric: str, folder: Path, short: bool) -> dict[str, Any]:
+    """The search's result as `tuning.search` returns it, plus each trial's epochs and how it ended. `short`:
+    fewer trials than the budget although time was left, which only Ctrl-C does (Tune saves and returns)."""
+    interrupted = short or len(grid) > grid.num_terminated + grid.num_errors
     trials = []
     for i, r in enumerate(grid):
         m = r.metrics or {}
-        state = "ERROR" if r.error else "COMPLETE" if m.get("final") else "STOPPED_EARLY" if m else "NOT_RUN"
+        state = ("ERROR" if r.error else "COMPLETE" if m.get("final") else "UNFINISHED" if interrupted or not m
+                 else "STOPPED_EARLY")
         trials.append({"number": i, "params": dict(r.config or {}), "value": m.get(METRIC),
                        "epochs": m.get("epoch"), "reports": m.get("training_iteration"), "state": state,
                        "error": str(r.error).strip().splitlines()[-1] if r.error else None})
@@ -183,7 +187,7 @@ def _summary(grid, strategy_id: str, metric: str, folder: Path) -> dict[str, Any
     best = max(done, key=lambda t: t["value"]) if done else None
     return {"strategy": strategy_id, "metric": metric, "engine": "ray", "n_trials": len(trials),
             "best_params": best["params"] if best else {}, "best_value": best["value"] if best else None,
-            "trials": trials, "folder": str(folder)}
+            "trials": trials, "folder": str(folder), "interrupted": interrupted}
 
 
 def search_ray(config, strategy_id: str, n_trials: int = 20, space: dict[str, Any] | None = None,
@@ -197,8 +201,9 @@ def search_ray(config, strategy_id: str, n_trials: int = 20, space: dict[str, An
     `folder` (default: <output_dir>/tune-<task>-<strategy>) holds the Tune experiment; `resume` continues the
     one saved there. `address`: an existing Ray cluster ('auto' or host:port; default: a local Ray started
     here). `on_trial(record)` gets each ended trial (number, params, value, epochs, stopped_early, error).
-    Returns {strategy, metric, engine, n_trials, best_params, best_value, trials, folder}; the best trial is
-    the best of those that finished (not stopped early). Raises UserError for a bad space, budget or folder,
+    Returns {strategy, metric, engine, n_trials, best_params, best_value, trials, folder, interrupted}; the best
+    trial is the best of those that finished (not stopped early); `interrupted`: Ctrl-C stopped the search
+    (Tune saved it: continue with `resume`). Raises UserError for a bad space, budget or folder,
     and for the user mistake of a trial (e.g. an option out of bounds)."""
     if n_trials < 1:
         raise UserError(f"--trials {n_trials}: give at least 1 trial")
@@ -221,10 +226,12 @@ def search_ray(config, strategy_id: str, n_trials: int = 20, space: dict[str, An
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Ray's deprecation notices are not the user's to act on
             tuner = _tuner(tune, trainable, out, resume, space, n_trials, timeout, session.seed, concurrent)
+            start = time.monotonic()
             grid = tuner.fit()
     finally:
         _LISTENER.clear()
-    result = _summary(grid, strategy_id, primary, out)
+    short = len(grid) < n_trials and (timeout is None or time.monotonic() - start < timeout)
+    result = _summary(grid, strategy_id, primary, out, short)
     user = next((r.error for r in grid if r.error is not None and _is_user_error(r.error)), None)
     if user is not None and result["best_value"] is None:
         raise UserError(str(user).strip().splitlines()[-1].removeprefix("tunewise.errors.UserError: "))

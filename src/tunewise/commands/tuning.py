@@ -100,6 +100,9 @@ def tune(config: ConfigArg = None, strategy: StrategyOpt = "lora",
     if as_json:
         out.print_json(json.dumps(result))
         return
+    if result.get("interrupted"):
+        out.print(f"interrupted: finished trials are saved in {result['folder']}; continue with the same command "
+                  "and --resume", highlight=False, soft_wrap=True)
     if result["best_value"] is None:
         raise UserError(f"no trial finished (of {result['n_trials']}); see the errors above")
     out.print(f"best {result['metric']} {result['best_value']:.3f} with {result['best_params']} "

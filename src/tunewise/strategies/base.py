@@ -116,9 +116,11 @@ class Strategy(ABC):
         return None
 
 
-def fit_or_load(strategy: Strategy, backend, task: Task, ctx: FitContext) -> tuple[Predictor, bool]:
+def fit_or_load(strategy: Strategy, backend, task: Task, ctx: FitContext,
+                before_fit: Callable[[], None] | None = None) -> tuple[Predictor, bool]:
     """The strategy's predictor: rebuilt by `load()` when artifact_dir holds a finished fit (fit.json), else
     a new `fit()`, timed into ctx.stats["train_seconds"] (wall seconds) and saved with its stats to fit.json.
+    `before_fit()` runs just before a new fit (a run across processes tells the others to join it).
 
     Returns (predictor, fitted_now). A strategy whose `load()` returns None (prompting: nothing to reload)
     is fitted again."""
@@ -127,6 +129,8 @@ def fit_or_load(strategy: Strategy, backend, task: Task, ctx: FitContext) -> tup
     if predictor is not None:
         ctx.stats = json.loads(stats_file.read_text(encoding="utf-8"))
         return predictor, False
+    if before_fit is not None:
+        before_fit()
     start = time.perf_counter()
     predictor = strategy.fit(backend, task, ctx)
     ctx.stats["train_seconds"] = time.perf_counter() - start

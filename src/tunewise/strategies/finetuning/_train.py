@@ -7,11 +7,15 @@ a rich progress bar, loss curves sent to the store, and a clear stop when the lo
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
 from functools import cache
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -141,7 +145,7 @@ def train(model, train_rows: list[dict], eval_rows: list[dict], collator, cfg: T
 
     if ctx.on_train_start is not None:
         ctx.on_train_start(model)
-    work = ctx.artifact_dir / "checkpoints"
+    work = _shared(ctx.artifact_dir / "checkpoints")  # under DDP every process reads the main one's checkpoints
     use_eval = bool(eval_rows) and cfg.early_stopping_patience is not None
     device = next(model.parameters()).device
     args = TrainingArguments(
@@ -169,7 +173,10 @@ def train(model, train_rows: list[dict], eval_rows: list[dict], collator, cfg: T
     # accelerate wraps forward() in bf16 autocast for mixed precision; undo it so predictions after
     # training run exactly as they will after reloading the saved artifact.
     trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
-    shutil.rmtree(work, ignore_errors=True)  # the best weights are in memory; the artifact is saved next
+    trainer.accelerator.wait_for_everyone()  # DDP: every process has its best weights before the folder goes
+    if trainer.accelerator.is_main_process:
+        shutil.rmtree(work, ignore_errors=True)  # the best weights are in memory; the artifact is saved next
+    _dump_checksum(model, trainer)
     tokens_per_epoch = sum(len(r["input_ids"]) for r in train_rows)
     trainable, total = count_parameters(model)
     best = trainer.state.best_metric
@@ -180,6 +187,36 @@ def train(model, train_rows: list[dict], eval_rows: list[dict], collator, cfg: T
         best_eval_loss=best, bf16=bool(args.bf16))
     model.eval()
     return ctx.stats
+
+
+def _shared(path: Path) -> Path:
+    """The main process's `path` in every process of a multi-process launch (DDP); `path` otherwise."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return path
+    from accelerate.utils import broadcast_object_list
+
+    return Path(broadcast_object_list([str(path)], from_process=0)[0])
+
+
+CHECKSUM_ENV = "TUNEWISE_PARAM_CHECKSUM_DIR"  # tests: each process writes its trained parameters' digest here
+
+
+def _dump_checksum(model, trainer) -> None:
+    """With CHECKSUM_ENV set: rank-<i>.json in that folder holding the SHA-256 of the trainable parameters after
+    training, the process count and the optimizer steps (how a DDP test sees that gradients were averaged)."""
+    folder = os.environ.get(CHECKSUM_ENV)
+    if not folder:
+        return
+    digest = hashlib.sha256()
+    for name, p in sorted(model.named_parameters()):
+        if p.requires_grad:
+            digest.update(name.encode() + p.detach().float().cpu().numpy().tobytes())
+    rank = trainer.accelerator.process_index
+    Path(folder, f"rank-{rank}.json").write_text(json.dumps({
+        "rank": rank, "processes": trainer.accelerator.num_processes, "steps": trainer.state.global_step,
+        "sha256": digest.hexdigest()}), encoding="utf-8")
 
 
 def seed_everything(seed: int) -> None:
