@@ -159,7 +159,8 @@ def train(model, train_rows: list[dict], eval_rows: list[dict], collator, cfg: T
         train_sampling_strategy="group_by_length", logging_steps=max(1, len(train_rows) // cfg.batch_size // 8),
         report_to="none", disable_tqdm=True, seed=ctx.seed, data_seed=ctx.seed,
         use_cpu=device.type == "cpu", bf16=use_bf16(cfg, device), dataloader_num_workers=0,
-        remove_unused_columns=False)
+        remove_unused_columns=False,
+        ddp_find_unused_parameters=False)  # DDP: every trainable parameter is used in forward (no extra graph pass)
     callbacks = _callbacks(ctx, label, answer) + list(callbacks or [])
     if use_eval:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
