@@ -106,5 +106,6 @@ def tune(config: ConfigArg = None, strategy: StrategyOpt = "lora",
     if result["best_value"] is None:
         raise UserError(f"no trial finished (of {result['n_trials']}); see the errors above")
     out.print(f"best {result['metric']} {result['best_value']:.3f} with {result['best_params']} "
-              f"({result['n_trials']} trials)" + (f"; recipe: {write_recipe}" if write_recipe else ""),
-              highlight=False)
+              f"({result['n_trials']} trials)" + (f"; recipe: {write_recipe}" if write_recipe else "")
+              + (f"; search folder: {result['folder']}" if result.get("folder") else ""), highlight=False,
+              soft_wrap=True)
