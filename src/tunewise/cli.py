@@ -80,6 +80,8 @@ def run(
                                          limit=limit, seed=seed, seeds=seeds, output_dir=output, device=device,
                                          pilot=pilot))
         run_dir = run_experiment(cfg, yes=yes, executor=executor, address=address)
+    if run_dir is None:  # a follower process of `accelerate launch`: the main process reports
+        return
     _show(run_dir)
     _verdict(run_dir)
     out.print(f"run folder: {run_dir}", highlight=False, soft_wrap=True)

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from tunewise.config import ExperimentConfig
+from tunewise.config import ExperimentConfig, config_to_dict, parse_config
 from tunewise.data import Example, Task
 from tunewise.errors import UserError
 from tunewise.registry import get_strategy
@@ -221,3 +221,24 @@ def search(config: ExperimentConfig, strategy_id: str, n_trials: int = 20, space
             "best_params": study.best_params if done else {}, "best_value": study.best_value if done else None,
             "trials": [{"number": t.number, "params": t.params, "value": t.value, "state": t.state.name}
                        for t in study.trials]}
+
+
+def write_recipe(config: ExperimentConfig, strategy_id: str, params: dict[str, Any], path: str | Path,
+                 note: str = "") -> Path:
+    """Write the experiment config with the strategy's entry set to the best `params` (appended when the config
+    did not have it) as a YAML recipe that `tunewise run PATH` loads; paths in it stay absolute. Its first
+    lines are the command that runs it and `note` (where the settings came from). Returns the path; raises
+    UserError when the settings do not make a valid entry."""
+    data = config_to_dict(config)
+    entry = {**_entry(config, strategy_id), **params}
+    ids = [s.get("id") or s["name"] for s in data["strategies"]]
+    if strategy_id in ids:
+        data["strategies"][ids.index(strategy_id)] = entry
+    else:
+        data["strategies"].append(entry)
+    path = Path(path)
+    parse_config(data, f"--write-recipe {path}")  # a recipe that does not load is never written
+    header = f"# tunewise run {path}\n" + "".join(f"# {line}\n" for line in note.splitlines())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(header + yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path

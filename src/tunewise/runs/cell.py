@@ -19,6 +19,7 @@ from typing import Any
 from tunewise.backends.context import count_truncated
 from tunewise.errors import UserError
 from tunewise.evaluation.metrics import evaluate, per_example_score
+from tunewise.runs.distributed import announce
 from tunewise.runs.measure import measure_after_fit, serving_latency
 from tunewise.runs.memory import LATENCY, CellMemory, warmup_size
 from tunewise.runs.session import Session
@@ -97,7 +98,8 @@ def run_cell(cell: Cell, run_dir: str | Path, config: dict[str, Any], *, stored:
     rows = list(stored)
     try:
         with mem:
-            predictor, fitted = fit_or_load(strategy, backend, task, ctx)
+            # under `accelerate launch` the other processes join this training (runs/distributed.py)
+            predictor, fitted = fit_or_load(strategy, backend, task, ctx, before_fit=lambda: announce(cell, strategy))
             result.train_log = _train_log(art, records if fitted else None)
             if measure_after_fit(strategy, backend, predictor, ctx):  # forgetting: after fit, timed apart
                 ctx.save_stats()

@@ -91,6 +91,9 @@ class FitContext:
     log: Callable[[dict[str, Any]], None] = lambda record: None  # training curves -> store
     stats: dict[str, Any] = field(default_factory=dict)  # train_tokens, trainable_params, ... -> cost
     on_train_start: Callable[[Any], None] | None = None  # sees the model before training (tests, audits)
+    # after each training epoch: gets `answer(examples) -> outputs` of the model as it is then (a search's
+    # intermediate validation scores, which `tunewise tune --engine ray` reports to Ray Tune's ASHA)
+    on_epoch: Callable[[Callable[[Sequence[Example]], list[str]]], None] | None = None
     # (model name, kind) -> backend, each loaded once: the run's cache (a private one outside a run)
     backends: Callable[[str, str], Any] = field(default_factory=BackendCache)
     yes: bool = False  # the user agreed to paid steps without being asked (`tunewise run --yes`)
@@ -145,9 +148,11 @@ class Strategy(ABC):
         return None
 
 
-def fit_or_load(strategy: Strategy, backend, task: Task, ctx: FitContext) -> tuple[Predictor, bool]:
+def fit_or_load(strategy: Strategy, backend, task: Task, ctx: FitContext,
+                before_fit: Callable[[], None] | None = None) -> tuple[Predictor, bool]:
     """The strategy's predictor: rebuilt by `load()` when artifact_dir holds a finished fit (fit.json), else
     a new `fit()`, timed into ctx.stats["train_seconds"] (wall seconds) and saved with its stats to fit.json.
+    `before_fit()` runs just before a new fit (a run across processes tells the others to join it).
 
     Returns (predictor, fitted_now). A strategy whose `load()` returns None (prompting: nothing to reload)
     is fitted again. The strategy sees `task.named()` (labels by name); the predictor answers in stored labels."""
@@ -157,6 +162,8 @@ def fit_or_load(strategy: Strategy, backend, task: Task, ctx: FitContext) -> tup
     if predictor is not None:
         ctx.stats = json.loads(stats_file.read_text(encoding="utf-8"))
         return stored_labels(predictor, task), False
+    if before_fit is not None:
+        before_fit()
     start = time.perf_counter()
     predictor = strategy.fit(backend, shown, ctx)
     ctx.stats["train_seconds"] = time.perf_counter() - start

@@ -134,14 +134,16 @@ def fit_classifier(backend, task: Task, ctx: FitContext, cfg: TrainConfig, prepa
     predictor = EncoderPredictor(model, tok, task.labels, cfg.max_length, task=task, context=backend.context_window)
     pristine = list(callbacks or [])
 
+    def answer(check) -> list[str]:
+        return [p.output for p in predictor.predict(check)]
+
     def attempt(attempt_rows: list[dict], c: TrainConfig, cx: FitContext):
         # callbacks are copied per attempt, so a schedule (gradual unfreezing) starts afresh on a retraining
         return train(model, attempt_rows, eval_rows, collator or DataCollatorWithPadding(tok), c, cx, label=cfg.id,
-                     callbacks=[copy.copy(cb) for cb in pristine], trainer_cls=trainer_cls)
+                     callbacks=[copy.copy(cb) for cb in pristine], trainer_cls=trainer_cls, answer=answer)
 
     train_guarded(  # retrains with class balance / another learning rate when one label takes every answer
-        model, train_rows, [r["labels"] for r in train_rows], task.validation, attempt,
-        lambda check: [p.output for p in predictor.predict(check)], cfg, ctx)
+        model, train_rows, [r["labels"] for r in train_rows], task.validation, attempt, answer, cfg, ctx)
     model.save_pretrained(ctx.artifact_dir / "model")
     tok.save_pretrained(ctx.artifact_dir / "model")
     return predictor

@@ -62,17 +62,20 @@ def train_causal(model, backend, task, ctx, cfg, how: CausalFit) -> None:
     eval_rows = _causal.encode_examples(backend, task, task.validation, cfg.max_length, how.shared)
     ctx.stats["response_tokens"] = sum(sum(t != _causal.IGNORE for t in r["labels"]) for r in train_rows)
 
+    runs_on = (how.artifact or WHOLE_MODEL).runs_on  # e.g. prompt-learning PEFT predicts through a wrapper
+
+    def answer(check) -> list[str]:
+        return [p.output for p in lm_predictor(backend, task, runs_on(model), how.shared,
+                                               how.max_new_tokens).predict(check)]
+
     def attempt(rows, c, cx) -> None:
         train(model, rows, eval_rows, _causal.collator(backend), c, cx, label=cfg.id,
-              callbacks=[copy.copy(cb) for cb in how.callbacks])
+              callbacks=[copy.copy(cb) for cb in how.callbacks], answer=answer)
 
     if not task.is_classification:
         attempt(train_rows, cfg, ctx)
         return
-    runs_on = (how.artifact or WHOLE_MODEL).runs_on  # e.g. prompt-learning PEFT predicts through a wrapper
-    train_guarded(model, train_rows, [e.target for e in split], task.validation, attempt,
-                  lambda check: [p.output for p in lm_predictor(backend, task, runs_on(model), how.shared,
-                                                                how.max_new_tokens).predict(check)], cfg, ctx)
+    train_guarded(model, train_rows, [e.target for e in split], task.validation, attempt, answer, cfg, ctx)
 
 
 def fit_causal(backend, task, ctx, cfg, how: CausalFit) -> Predictor:

@@ -7,16 +7,22 @@ a rich progress bar, loss curves sent to the store, and a clear stop when the lo
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import os
 import shutil
 import time
+from collections.abc import Callable, Sequence
 from functools import cache
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
 from pydantic import Field, model_validator
 from torch.utils.data import Dataset
 
+from tunewise.data import Example
 from tunewise.errors import UserError
 from tunewise.strategies.base import FitContext, StrategyConfig
 
@@ -65,7 +71,7 @@ def count_parameters(model) -> tuple[int, int]:
     return trainable, sum(p.numel() for p in model.parameters())
 
 
-def _callbacks(ctx: FitContext, label: str):
+def _callbacks(ctx: FitContext, label: str, answer: Callable | None = None):
     from transformers import TrainerCallback
 
     class Progress(TrainerCallback):
@@ -82,6 +88,10 @@ def _callbacks(ctx: FitContext, label: str):
         def on_train_end(self, args, state, control, **kw):
             if self.task is not None:
                 ctx.progress.update(self.task, completed=state.max_steps, visible=False)
+
+        def on_epoch_end(self, args, state, control, **kw):
+            if ctx.on_epoch is not None and answer is not None:
+                ctx.on_epoch(answer)  # the model answers in eval mode; Trainer sets train mode each step
 
         def on_log(self, args, state, control, logs=None, **kw):
             logs = logs or {}
@@ -123,17 +133,19 @@ def use_bf16(cfg: TrainConfig, device: torch.device) -> bool:
 
 
 def train(model, train_rows: list[dict], eval_rows: list[dict], collator, cfg: TrainConfig,
-          ctx: FitContext, label: str, callbacks: list | None = None, trainer_cls=None) -> dict[str, Any]:
+          ctx: FitContext, label: str, callbacks: list | None = None, trainer_cls=None,
+          answer: Callable[[Sequence[Example]], list[str]] | None = None) -> dict[str, Any]:
     """Run Trainer and return what the cost model needs; the model ends with its best weights.
 
     `callbacks` are extra TrainerCallbacks (e.g. an unfreezing schedule); `trainer_cls` a Trainer
-    subclass for a custom loss (e.g. distillation).
+    subclass for a custom loss (e.g. distillation); `answer(examples) -> outputs` predicts with the model
+    as it is, for `ctx.on_epoch` after each epoch.
     """
     from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
 
     if ctx.on_train_start is not None:
         ctx.on_train_start(model)
-    work = ctx.artifact_dir / "checkpoints"
+    work = _shared(ctx.artifact_dir / "checkpoints")  # under DDP every process reads the main one's checkpoints
     use_eval = bool(eval_rows) and cfg.early_stopping_patience is not None
     device = next(model.parameters()).device
     args = TrainingArguments(
@@ -147,8 +159,9 @@ def train(model, train_rows: list[dict], eval_rows: list[dict], collator, cfg: T
         train_sampling_strategy="group_by_length", logging_steps=max(1, len(train_rows) // cfg.batch_size // 8),
         report_to="none", disable_tqdm=True, seed=ctx.seed, data_seed=ctx.seed,
         use_cpu=device.type == "cpu", bf16=use_bf16(cfg, device), dataloader_num_workers=0,
-        remove_unused_columns=False)
-    callbacks = _callbacks(ctx, label) + list(callbacks or [])
+        remove_unused_columns=False,
+        ddp_find_unused_parameters=False)  # DDP: every trainable parameter is used in forward (no extra graph pass)
+    callbacks = _callbacks(ctx, label, answer) + list(callbacks or [])
     if use_eval:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
     trainer = (trainer_cls or Trainer)(model=model, args=args, train_dataset=ListDataset(train_rows),
@@ -161,7 +174,10 @@ def train(model, train_rows: list[dict], eval_rows: list[dict], collator, cfg: T
     # accelerate wraps forward() in bf16 autocast for mixed precision; undo it so predictions after
     # training run exactly as they will after reloading the saved artifact.
     trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
-    shutil.rmtree(work, ignore_errors=True)  # the best weights are in memory; the artifact is saved next
+    trainer.accelerator.wait_for_everyone()  # DDP: every process has its best weights before the folder goes
+    if trainer.accelerator.is_main_process:
+        shutil.rmtree(work, ignore_errors=True)  # the best weights are in memory; the artifact is saved next
+    _dump_checksum(model, trainer)
     tokens_per_epoch = sum(len(r["input_ids"]) for r in train_rows)
     trainable, total = count_parameters(model)
     best = trainer.state.best_metric
@@ -172,6 +188,36 @@ def train(model, train_rows: list[dict], eval_rows: list[dict], collator, cfg: T
         best_eval_loss=best, bf16=bool(args.bf16))
     model.eval()
     return ctx.stats
+
+
+def _shared(path: Path) -> Path:
+    """The main process's `path` in every process of a multi-process launch (DDP); `path` otherwise."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return path
+    from accelerate.utils import broadcast_object_list
+
+    return Path(broadcast_object_list([str(path)], from_process=0)[0])
+
+
+CHECKSUM_ENV = "TUNEWISE_PARAM_CHECKSUM_DIR"  # tests: each process writes its trained parameters' digest here
+
+
+def _dump_checksum(model, trainer) -> None:
+    """With CHECKSUM_ENV set: rank-<i>.json in that folder holding the SHA-256 of the trainable parameters after
+    training, the process count and the optimizer steps (how a DDP test sees that gradients were averaged)."""
+    folder = os.environ.get(CHECKSUM_ENV)
+    if not folder:
+        return
+    digest = hashlib.sha256()
+    for name, p in sorted(model.named_parameters()):
+        if p.requires_grad:
+            digest.update(name.encode() + p.detach().float().cpu().numpy().tobytes())
+    rank = trainer.accelerator.process_index
+    Path(folder, f"rank-{rank}.json").write_text(json.dumps({
+        "rank": rank, "processes": trainer.accelerator.num_processes, "steps": trainer.state.global_step,
+        "sha256": digest.hexdigest()}), encoding="utf-8")
 
 
 def seed_everything(seed: int) -> None:
