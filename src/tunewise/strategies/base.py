@@ -15,7 +15,7 @@ from pydantic import Field, model_validator
 
 from tunewise.backends.cache import BackendCache
 from tunewise.data import Example, Task
-from tunewise.foundation import Strict
+from tunewise.foundation import Strict, write_atomic
 from tunewise.prices import PricesConfig
 
 STATS_FILE = "fit.json"  # in a strategy's artifact folder: its fit stats; present = the fit finished
@@ -89,8 +89,8 @@ class FitContext:
 
     def save_stats(self) -> None:
         """Write `stats` to artifact_dir/fit.json (what `fit_or_load` reloads on resume)."""
-        (self.artifact_dir / STATS_FILE).write_text(json.dumps(self.stats, indent=1, default=str),
-                                                    encoding="utf-8")
+        # Atomic: fit.json is the mark of a finished fit, so a crash while writing it must not leave half a mark.
+        write_atomic(self.artifact_dir / STATS_FILE, json.dumps(self.stats, indent=1, default=str))
 
 
 class Strategy(ABC):
@@ -113,16 +113,26 @@ class Strategy(ABC):
         return None
 
 
+def _finished_fit(stats_file) -> dict | None:
+    """The stats of a finished fit, or None: no fit.json, or an unreadable one (torn by a crash of an older
+    version that did not write it atomically), which means the fit must be done again."""
+    try:
+        stats = json.loads(stats_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return stats if isinstance(stats, dict) else None
+
+
 def fit_or_load(strategy: Strategy, backend, task: Task, ctx: FitContext) -> tuple[Predictor, bool]:
     """The strategy's predictor: rebuilt by `load()` when artifact_dir holds a finished fit (fit.json), else
     a new `fit()`, timed into ctx.stats["train_seconds"] (wall seconds) and saved with its stats to fit.json.
 
     Returns (predictor, fitted_now). A strategy whose `load()` returns None (prompting: nothing to reload)
     is fitted again."""
-    stats_file = ctx.artifact_dir / STATS_FILE
-    predictor = strategy.load(backend, task, ctx) if stats_file.is_file() else None
+    stats = _finished_fit(ctx.artifact_dir / STATS_FILE)
+    predictor = strategy.load(backend, task, ctx) if stats is not None else None
     if predictor is not None:
-        ctx.stats = json.loads(stats_file.read_text(encoding="utf-8"))
+        ctx.stats = stats
         return predictor, False
     start = time.perf_counter()
     predictor = strategy.fit(backend, task, ctx)
