@@ -24,7 +24,11 @@ PACKAGE_ROOT = Path(__file__).resolve().parent  # src/tunewise: demo data, templ
 
 
 class UserError(Exception):
-    """A mistake in the user's input or configuration (not a bug in tunewise)."""
+    """A mistake in the user's input or configuration (not a bug in tunewise), told in one line: a line break
+    inside a value the message quotes from the user's data (a column name, a label) is shown as \\n."""
+
+    def __init__(self, message: object = "", *args: object):
+        super().__init__(str(message).replace("\r", "\\r").replace("\n", "\\n"), *args)
 
 
 class CapabilityError(UserError):
