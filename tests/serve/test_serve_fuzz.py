@@ -38,6 +38,7 @@ def _aim(body, models: list[str]) -> None:
         body["n"] = 2
 
 
+STATS = []
 FUZZ = settings(max_examples=20, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 
@@ -56,6 +57,7 @@ def test_no_generated_request_gets_a_5xx(served):
         def no_5xx(case):
             _aim(case.body, models)
             response = case.call()
+            STATS.append((case.method, case.path, response.status_code, response.text[:80]))
             where = f"{case.method} {case.formatted_path}: {response.status_code}"
             assert response.status_code < 500, f"{where} {response.text[:500]}"
             if response.status_code >= 400:  # an OpenAI-shaped error, so that clients raise their usual exception
@@ -64,3 +66,6 @@ def test_no_generated_request_gets_a_5xx(served):
             assert health.get("/health").status_code == 200
 
         no_5xx()
+    import collections
+    print(collections.Counter((m, p, c) for m, p, c, _ in STATS))
+    print([t for t in STATS if t[2] == 200 and 'chat' in t[1]][:3])
