@@ -131,6 +131,7 @@ def test_sigkill_while_training_and_while_scoring_then_resume(tmp_path, tiny_cau
     after = _results(db)
     assert after["zero-shot"] == before["zero-shot"], "resume redid the finished zero-shot"
     assert after["lora"][0] == "done" and (lora() / STATS_FILE).stat().st_mtime_ns == fit, "resume retrained LoRA"
+    assert not (lora() / "checkpoints").exists()  # the killed attempt's Trainer checkpoints are gone, never loaded
     assert _query(db, "PRAGMA integrity_check") == [("ok",)]
     assert _query(db, "SELECT status FROM runs") == [("done",)]
     got, want = _predictions(db), _predictions(_run_dir(tmp_path / "reference") / "tunewise.db")

@@ -69,3 +69,18 @@ def test_no_generated_request_gets_a_5xx(served):
     import collections
     print(collections.Counter((m, p, c) for m, p, c, _ in STATS))
     print([t for t in STATS if t[2] == 200 and 'chat' in t[1]][:3])
+
+
+def test_a_vanishing_temperature_decodes_greedily(served):
+    """Found by the fuzzing above: temperature 1e-300 made the sampling probabilities NaN (a 500)."""
+    app, models = served
+    base = next(m for m in models if m not in ("zero-shot", "few-shot", "lora", "head-only"))
+    client = TestClient(app)
+    for route, body in [("/v1/completions", {"prompt": "the app"}),
+                        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "the app"}]})]:
+        replies = [client.post(route, json={"model": base, "max_tokens": 4, "temperature": t, **body})
+                   for t in (1e-300, 0)]
+        assert [r.status_code for r in replies] == [200, 200], replies[0].text
+        texts = [r.json()["choices"][0].get("text", r.json()["choices"][0].get("message", {}).get("content"))
+                 for r in replies]
+        assert texts[0] == texts[1]  # the same as greedy decoding
