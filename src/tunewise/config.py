@@ -202,7 +202,8 @@ def resolve_relative_paths(data: dict[str, Any], base: Path) -> None:
     'hf:' names and the split names of an 'hf:' source are not paths."""
     from tunewise.data.builtin import BUILTIN
 
-    for strategy in data.get("strategies") or []:
+    strategies = data.get("strategies")
+    for strategy in strategies if isinstance(strategies, list) else []:  # another type: validation names it
         if isinstance(strategy, dict):
             _resolve_strategy_paths(strategy, base)
     task = data.get("task")

@@ -4,7 +4,8 @@
 - `Strict`, the pydantic base of every config section (unknown keys rejected), and one formatter that
   turns a pydantic `ValidationError` into one line naming each key path;
 - resource paths: where the package's own files are, and the embedded model/data packages
-  (`package_dir`), found without importing them.
+  (`package_dir`), found without importing them;
+- `write_atomic`: a small file (a completion marker, a state record) written whole or not at all.
 
 Layers above it point down only (see `[tool.importlinter]` in pyproject.toml).
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import importlib.util
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,7 +24,11 @@ PACKAGE_ROOT = Path(__file__).resolve().parent  # src/tunewise: demo data, templ
 
 
 class UserError(Exception):
-    """A mistake in the user's input or configuration (not a bug in tunewise)."""
+    """A mistake in the user's input or configuration (not a bug in tunewise), told in one line: a line break
+    inside a value the message quotes from the user's data (a column name, a label) is shown as \\n."""
+
+    def __init__(self, message: object = "", *args: object):
+        super().__init__(str(message).replace("\r", "\\r").replace("\n", "\\n"), *args)
 
 
 class CapabilityError(UserError):
@@ -57,6 +63,22 @@ def format_validation_error(err: ValidationError, source: str,
             msg = unknown_key(str(e["loc"][-1]), known, "") if known else "unknown key (check the spelling)"
         parts.append(f"{loc}: {msg}" if loc else msg)
     return f"{source}: " + "; ".join(parts)
+
+
+def write_atomic(path: str | Path, text: str) -> None:
+    """Write `text` (UTF-8) to `path` so that any reader, or a process started after a crash (SIGKILL, power
+    loss), finds the old file or the whole new one, never a part: a temporary file in the same folder, flushed
+    and fsynced, then `os.replace` (atomic on POSIX and Windows). Raises OSError as `open` does."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def base_id(model: str) -> str:

@@ -19,6 +19,7 @@ from typing import Any
 from tunewise.backends.context import count_truncated
 from tunewise.errors import UserError
 from tunewise.evaluation.metrics import evaluate, per_example_score
+from tunewise.foundation import write_atomic
 from tunewise.runs.distributed import announce
 from tunewise.runs.measure import measure_after_fit, serving_latency
 from tunewise.runs.memory import LATENCY, CellMemory, warmup_size
@@ -129,9 +130,12 @@ def _train_log(art: Path, records: list[dict[str, Any]] | None) -> list[dict[str
     older run saved none)."""
     path = art / TRAIN_LOG_FILE
     if records is not None:
-        path.write_text(json.dumps(records), encoding="utf-8")
+        write_atomic(path, json.dumps(records))
         return records
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # none saved (an older run), or torn by a crash: the store keeps its copy
+        return None
 
 
 def _predict(predictor, task, cell_id: str, done: set[str], progress):

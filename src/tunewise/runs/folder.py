@@ -22,6 +22,7 @@ from tunewise.errors import UserError
 from tunewise.evaluation.baselines import FAMILY as BASELINE
 from tunewise.evaluation.baselines import baselines
 from tunewise.evaluation.metrics import choose_primary, evaluate, per_example_score
+from tunewise.foundation import write_atomic
 from tunewise.progress import console, make_progress
 from tunewise.report.pilot_verdict import load_pilot, predicted_rows
 from tunewise.report.seeds import seed_spread
@@ -218,15 +219,16 @@ class Run(Session):
             if r["strategy"] in spread and r.get("seed") in (None, self.seed):
                 r["seed_spread"] = spread[r["strategy"]]
         pilot = load_pilot(self.dir)  # a pilot's predictions at the full size, as rows of status 'predicted'
-        (self.dir / "results.json").write_text(json.dumps(results + (predicted_rows(pilot) if pilot else []),
-                                                          indent=1), encoding="utf-8")
+        # Atomic: a crash while exporting leaves the previous copy whole (the store is the truth; resume rewrites).
+        write_atomic(self.dir / "results.json", json.dumps(results + (predicted_rows(pilot) if pilot else []),
+                                                            indent=1))
         pred_dir = self.dir / "predictions"
         pred_dir.mkdir(exist_ok=True)
         for r in results:
             if r["status"] == "done":
-                with open(pred_dir / f"{r['strategy']}.jsonl", "w", encoding="utf-8") as f:
-                    for p in self.store.predictions(self.id, r["strategy"]):
-                        f.write(json.dumps({k: p[k] for k in p if k != "run_id"}) + "\n")
+                write_atomic(pred_dir / f"{r['strategy']}.jsonl", "".join(
+                    json.dumps({k: p[k] for k in p if k != "run_id"}) + "\n"
+                    for p in self.store.predictions(self.id, r["strategy"])))
 
     # --- finished cells, for serving ---------------------------------------------------------------------
     def backend_kind(self, cell: Cell) -> str:

@@ -102,7 +102,10 @@ async def classify(hub: ModelHub, req: ClassifyRequest) -> dict[str, Any]:
 def create_app(hub: ModelHub, jobs=None, api_key: str | None = None) -> FastAPI:
     """The app over a run's models (`hub`), with the files and fine-tuning jobs routes when `jobs` is given;
     with `api_key`, /v1 routes need 'Authorization: Bearer KEY'."""
-    app = FastAPI(title="tunewise serve", docs_url=None, redoc_url=None, openapi_url=None)
+    from tunewise.serve.openapi import openapi
+
+    app = FastAPI(title="tunewise serve", docs_url=None, redoc_url=None, openapi_url="/openapi.json")
+    app.openapi = lambda: openapi(app)  # with the request bodies the endpoints parse themselves
     _error_handlers(app)
     served = {"requests": 0}
     _auth(app, api_key, served)

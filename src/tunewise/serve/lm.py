@@ -12,6 +12,8 @@ import torch
 from tunewise.backends.context import PREFILL_CHUNK
 from tunewise.backends.scoring import cache_kwarg
 
+GREEDY_BELOW = 1e-4  # a sampling temperature below this decodes greedily, as its distribution all but is
+
 
 @dataclass(frozen=True)
 class Params:
@@ -25,6 +27,10 @@ class Params:
     logprobs: int | None = None  # None: no log-probabilities; k: the k most likely alternatives too
     seed: int | None = None
     constraint: Any = None  # a backends.constrained.Constraint the output must match (hashable, so it batches)
+
+    def __post_init__(self) -> None:
+        if 0 < self.temperature < GREEDY_BELOW:  # logits divided by it overflow: NaN probabilities, a crash
+            object.__setattr__(self, "temperature", 0.0)
 
 
 @dataclass

@@ -15,7 +15,7 @@ from pydantic import Field, model_validator
 
 from tunewise.backends.cache import BackendCache
 from tunewise.data import Example, Task
-from tunewise.foundation import Strict
+from tunewise.foundation import Strict, write_atomic
 from tunewise.prices import PricesConfig
 
 STATS_FILE = "fit.json"  # in a strategy's artifact folder: its fit stats; present = the fit finished
@@ -118,8 +118,8 @@ class FitContext:
 
     def save_stats(self) -> None:
         """Write `stats` to artifact_dir/fit.json (what `fit_or_load` reloads on resume)."""
-        (self.artifact_dir / STATS_FILE).write_text(json.dumps(self.stats, indent=1, default=str),
-                                                    encoding="utf-8")
+        # Atomic: fit.json is the mark of a finished fit, so a crash while writing it must not leave half a mark.
+        write_atomic(self.artifact_dir / STATS_FILE, json.dumps(self.stats, indent=1, default=str))
 
 
 class Strategy(ABC):
@@ -148,6 +148,16 @@ class Strategy(ABC):
         return None
 
 
+def _finished_fit(stats_file) -> dict | None:
+    """The stats of a finished fit, or None: no fit.json, or an unreadable one (torn by a crash of an older
+    version that did not write it atomically), which means the fit must be done again."""
+    try:
+        stats = json.loads(stats_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return stats if isinstance(stats, dict) else None
+
+
 def fit_or_load(strategy: Strategy, backend, task: Task, ctx: FitContext,
                 before_fit: Callable[[], None] | None = None) -> tuple[Predictor, bool]:
     """The strategy's predictor: rebuilt by `load()` when artifact_dir holds a finished fit (fit.json), else
@@ -156,11 +166,11 @@ def fit_or_load(strategy: Strategy, backend, task: Task, ctx: FitContext,
 
     Returns (predictor, fitted_now). A strategy whose `load()` returns None (prompting: nothing to reload)
     is fitted again. The strategy sees `task.named()` (labels by name); the predictor answers in stored labels."""
-    stats_file = ctx.artifact_dir / STATS_FILE
+    stats = _finished_fit(ctx.artifact_dir / STATS_FILE)
     shown = task.named()
-    predictor = strategy.load(backend, shown, ctx) if stats_file.is_file() else None
+    predictor = strategy.load(backend, shown, ctx) if stats is not None else None
     if predictor is not None:
-        ctx.stats = json.loads(stats_file.read_text(encoding="utf-8"))
+        ctx.stats = stats
         return stored_labels(predictor, task), False
     if before_fit is not None:
         before_fit()

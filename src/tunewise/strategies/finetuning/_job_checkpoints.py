@@ -16,6 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tunewise.foundation import write_atomic
+from tunewise.strategies.finetuning._job_recovery import read_records
+
 KEEP = 3
 
 
@@ -38,9 +41,7 @@ class Checkpoints:
 
     def list(self, job_id: str) -> list[dict[str, Any]]:
         """Newest first, as OpenAI lists them."""
-        path = self._file(job_id)
-        lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
-        return [json.loads(line) for line in reversed(lines) if line.strip()]
+        return list(reversed(read_records(self._file(job_id))))
 
     def save(self, job_id: str, model_name: str, step: int, model, metrics: dict[str, Any]) -> dict[str, Any]:
         """Save the adapter after an epoch and record it; returns the checkpoint object."""
@@ -52,8 +53,13 @@ class Checkpoints:
             kept = list(reversed(self.list(job_id))) + [item]
             for old in kept[:-KEEP]:
                 shutil.rmtree(self._folder(job_id, old["step_number"]), ignore_errors=True)
-            self._file(job_id).write_text("".join(json.dumps(c) + "\n" for c in kept[-KEEP:]), encoding="utf-8")
+            write_atomic(self._file(job_id), "".join(json.dumps(c) + "\n" for c in kept[-KEEP:]))
         return item
+
+    def clear(self, job_id: str) -> None:
+        """Forget a job's checkpoint records (its training starts over after a server restart)."""
+        with self._lock:
+            self._file(job_id).unlink(missing_ok=True)
 
     def serve(self, job_id: str) -> None:
         """Serve each kept checkpoint under its model name (after the job succeeded)."""

@@ -5,7 +5,7 @@ local model (`_ft_providers.LocalProvider`), so it lives here, below both. Uploa
 
 State lives in a folder of JSON files (files/, jobs/, models/), written atomically, so a restarted
 server still lists every file and job, serves every model it trained, and re-queues jobs that were
-running when it stopped (training starts over). Jobs run one at a time in a background thread (or, for
+running when it stopped (training starts over; `recovery.py`). Jobs run one at a time in a background thread (or, for
 `openai-finetune` on a local model, in the caller's thread through `run`).
 """
 
@@ -28,6 +28,7 @@ from tunewise.data.chat_format import check_chat, decode
 from tunewise.endpoint import ApiError
 from tunewise.strategies.finetuning._chat_data import auto_epochs
 from tunewise.strategies.finetuning._job_checkpoints import Checkpoints, model_name
+from tunewise.strategies.finetuning._job_recovery import append_record, read_records, recover
 
 MAX_FILE_BYTES = 200 * 2**20
 TERMINAL = {"succeeded", "failed", "cancelled"}
@@ -93,8 +94,8 @@ class JobService:
     def _event(self, job_id: str, message: str, level: str = "info", data: dict | None = None) -> None:
         event = {"id": _id("ftevent"), "object": "fine_tuning.job.event", "created_at": _now(), "level": level,
                  "message": message, "type": "metrics" if data else "message", "data": data}
-        with self._lock, open(self._path("jobs", job_id, ".events.jsonl"), "a", encoding="utf-8") as f:
-            f.write(json.dumps(event) + "\n")
+        with self._lock:
+            append_record(self._path("jobs", job_id, ".events.jsonl"), event)
 
     # --- files --------------------------------------------------------------------------------------
     def create_file(self, filename: str, data: bytes, purpose: str) -> dict[str, Any]:
@@ -178,9 +179,7 @@ class JobService:
     def events(self, job_id: str) -> list[dict[str, Any]]:
         """Newest first, as OpenAI lists them."""
         self.get_job(job_id)
-        path = self._path("jobs", job_id, ".events.jsonl")
-        lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
-        return [json.loads(line) for line in reversed(lines) if line.strip()]
+        return list(reversed(read_records(self._path("jobs", job_id, ".events.jsonl"))))
 
     def cancel(self, job_id: str) -> dict[str, Any]:
         with self._lock:
@@ -201,11 +200,10 @@ class JobService:
     # --- running ----------------------------------------------------------------------------------
     def _restore(self) -> None:
         for job in reversed(self._all("jobs")):
-            if job["status"] in ("validating_files", "queued", "running"):
-                job["status"] = "queued"
+            if job["status"] in ("validating_files", "queued", "running"):  # see recovery.py
+                if recover(job, self.ckpts.clear, self.root / "models" / job["id"], self._event):
+                    self._queue.put(job["id"])
                 self._save("jobs", job)
-                self._event(job["id"], "Re-queued after a server restart (training starts over)")
-                self._queue.put(job["id"])
             elif job["status"] == "succeeded" and job.get("fine_tuned_model"):
                 self.on_model(job["fine_tuned_model"], self.root / "models" / job["id"] / "adapter")
                 self.ckpts.serve(job["id"])

@@ -28,6 +28,7 @@ from typing import Any
 from pydantic import Field
 
 from tunewise.errors import CapabilityError, UserError
+from tunewise.foundation import write_atomic
 from tunewise.prices import training_price
 from tunewise.registry import register
 from tunewise.strategies.base import FitContext, Strategy
@@ -105,7 +106,7 @@ class OpenAIFinetune(Strategy):
     def fit(self, backend, task, ctx):
         backend = self._endpoint(backend, ctx)
         provider = self._provider(backend, ctx)
-        state_file = ctx.artifact_dir / "job.json"
+        state_file = ctx.artifact_dir / "job.json"  # the paid job's id: written atomically, never torn by a crash
         state = json.loads(state_file.read_text(encoding="utf-8")) if state_file.is_file() else {}
         previous = (state.get("job") or {}).get("status")
         if state.get("job_id") and state.get("provider") == provider.kind and previous not in ("failed", "cancelled"):
@@ -116,13 +117,13 @@ class OpenAIFinetune(Strategy):
                                 "model (the run's, or set provider)")
             state = {"provider": provider.kind, "job_id": self.config.job, "adopted": True,
                      "base_url": provider.base_url}
-            state_file.write_text(json.dumps(state, indent=1), encoding="utf-8")
+            write_atomic(state_file, json.dumps(state, indent=1))
         else:
             state = self._start(provider, backend, task, ctx)
-            state_file.write_text(json.dumps(state, indent=1), encoding="utf-8")
+            write_atomic(state_file, json.dumps(state, indent=1))
         job = self._poll(provider, state["job_id"], ctx)
         state["job"] = job
-        state_file.write_text(json.dumps(state, indent=1), encoding="utf-8")
+        write_atomic(state_file, json.dumps(state, indent=1))
         if job["status"] != "succeeded":
             error = (job.get("error") or {}).get("message") or "no reason given"
             raise RuntimeError(f"fine-tuning job {job['id']} {job['status']}: {error}")
