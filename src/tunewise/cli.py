@@ -74,6 +74,7 @@ def run(
 
 def _show(run_dir: Path) -> None:
     from tunewise.report.leaderboard import leaderboard
+    from tunewise.report.selection import budget_line, selections
     from tunewise.store import open_run
 
     store, run = open_run(run_dir)
@@ -81,6 +82,11 @@ def _show(run_dir: Path) -> None:
     store.close()
     task = run["config"]["task"]["source"]
     out.print(leaderboard(results, title=f"run {run['id']} · task {task} · status {run['status']}"))
+    chosen = selections(results)
+    if chosen:  # what each strategy's validation selection chose, and the budget both families had
+        out.print(budget_line(run["config"]), highlight=False, soft_wrap=True)
+        for sid, text in chosen:
+            out.print(f"  {sid}: {text}", highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -19,6 +19,7 @@ from tunewise.data.config import TaskConfig
 from tunewise.foundation import Strict, UserError, unknown_key
 from tunewise.foundation import format_validation_error as _format
 from tunewise.prices import ApiPrice, PricesConfig
+from tunewise.strategies.base import SelectionConfig
 
 __all__ = ["ApiPrice", "ConstraintsConfig", "ExperimentConfig", "PricesConfig", "Strict", "TaskConfig",
            "config_to_dict", "dump_config", "format_validation_error", "load_config", "parse_config",
@@ -65,6 +66,10 @@ class ExperimentConfig(Strict):
                                  "time and tokens into money in the report (dated defaults; override them).")
     constraints: ConstraintsConfig = Field(default_factory=ConstraintsConfig, description="What the "
                                            "recommendation must respect: quality, latency, volume, budget.")
+    selection: SelectionConfig = Field(default_factory=SelectionConfig, description="Each strategy's settings "
+                                       "chosen on the validation split within the same budget for both families "
+                                       "(prompt format, calibration, wording, k, demonstrations; learning rate, "
+                                       "epochs).")
 
     @field_validator("strategies")
     @classmethod
@@ -113,7 +118,8 @@ def _strategy_problem(e: dict[str, Any], index: int, item: Any) -> dict[str, Any
 
 def format_validation_error(err: ValidationError, source: str) -> str:
     """One line per problem, each naming the key path, joined with '; ' (unknown keys get 'did you mean')."""
-    sections = {"task": TaskConfig, "prices": PricesConfig, "constraints": ConstraintsConfig}
+    sections = {"task": TaskConfig, "prices": PricesConfig, "constraints": ConstraintsConfig,
+                "selection": SelectionConfig}
 
     def known(loc: tuple) -> list[str]:
         if len(loc) > 2:

@@ -27,7 +27,7 @@ from tunewise.runs.cell import Cell, CellResult
 from tunewise.runs.executors import Executor, LocalExecutor
 from tunewise.runs.session import Session
 from tunewise.store import DB_NAME, Store, open_run
-from tunewise.strategies.base import Predictor
+from tunewise.strategies.base import Predictor, chosen
 
 
 def environment(device: str) -> dict[str, Any]:
@@ -226,10 +226,11 @@ class Run(Session):
         """A finished cell's predictor: its saved artifact reloaded; a prompting strategy, which saves nothing
         to reload, is fitted again (instantly) in a temporary folder; None when a fine-tune's artifact is gone.
         `task`: the same task with other settings (the server's long_inputs: truncate); default the cell's."""
-        strategy = self.strategy(cell.strategy)
+        art = self.dir / "strategies" / cell.id
+        strategy = chosen(self.strategy(cell.strategy), art)  # the settings its validation selection chose
         backend = self.backend_for(strategy)
         task = task or self.task(cell.train_size)
-        predictor = strategy.load(backend, task, self.context(self.dir / "strategies" / cell.id, cell.seed))
+        predictor = strategy.load(backend, task, self.context(art, cell.seed))
         if predictor is None and strategy.family == "prompting":
             with tempfile.TemporaryDirectory(prefix="tunewise-serve-") as tmp:
                 predictor = strategy.fit(backend, task, self.context(Path(tmp), cell.seed))
