@@ -18,7 +18,8 @@ def budget_line(config: dict[str, Any]) -> str:
         return "Settings were not chosen on validation (`selection.budget: 1`): every strategy ran as written."
     return (f"Budget for both families: each strategy tried at most {n} candidate settings, each judged once on the "
             f"same {m} validation examples (at most); a prompting candidate is one validation evaluation, a "
-            f"fine-tuning candidate one training and its evaluation. Test examples are never used to choose.")
+            f"fine-tuning candidate one training and its evaluation. Test examples are never used to choose; "
+            "strategies not listed have no setting to choose.")
 
 
 def _value(v: Any) -> str:
