@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from tunewise.cli import app
 from tunewise.config import parse_config
+from tunewise.errors import UserError
 from tunewise.report.html import build_report
 from tunewise.runs import Run
 
@@ -45,3 +47,10 @@ def test_budget_one_runs_every_strategy_as_written_and_says_so(tmp_path, sentime
     assert "selection" not in result["cost"]["details"]
     html = build_report(run_dir).html.read_text()
     assert "every strategy ran as written" in html
+
+
+def test_a_mistyped_selection_key_names_the_key_and_the_fix():
+    with pytest.raises(UserError, match=r"selection\.budgett: unknown key; did you mean 'budget'"):
+        parse_config({"selection": {"budgett": 3}})
+    with pytest.raises(UserError, match=r"selection\.budget"):
+        parse_config({"selection": {"budget": 0}})
