@@ -44,7 +44,7 @@ def test_plain_prompts_read_like_lm_eval_and_score_the_label_after_the_cue(tmp_p
     assert suffixes == ["Input: positive vibes\nAnswer (negative or positive):", "Input: negative mood\n"
                         "Answer (negative or positive):"]
     assert continuations == [" negative\n", " positive\n"]
-    assert [p.output for p in preds] == ["positive", "negative"]
+    assert len(preds) == 2 and all(set(p.scores) == {"negative", "positive"} for p in preds)
 
 
 def test_plain_few_shot_demonstrations_answer_after_the_same_cue(tmp_path):
