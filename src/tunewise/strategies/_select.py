@@ -48,7 +48,7 @@ def _axes(cfg, task: Task, scoring: bool, local: bool) -> list[tuple[str, list[A
     if "prompt_format" in fields and local:
         axes.append(("prompt_format", ["plain" if value["prompt_format"] == "chat" else "chat"]))
     if "calibrate" in fields and scoring:
-        axes.append(("calibrate", [not value["calibrate"]]))
+        axes.append(("calibrate", [value["calibrate"] is False]))  # "auto" is on where labels are scored
     if "selection" in fields and "k" in fields and task.is_classification:
         axes.append(("selection", [s for s in ("similar", "random", "balanced") if s != value["selection"]]))
         axes.append(("k", [k for k in (value["k"] // 2, value["k"] * 2) if 0 < k <= max(len(task.train), 1)]))
