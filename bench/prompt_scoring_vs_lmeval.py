@@ -13,7 +13,9 @@ negative/positive):
   the plain prompt "Review: {sentence}\\nSentiment (positive or negative):" scored by the log-likelihood of
   " negative" / " positive" (multiple_choice, acc), 0-shot and 4-shot (demonstrations drawn at random from
   the first 2,000 SST-2 training phrases by lm-eval's sampler);
-- tunewise: `zero-shot` with its defaults (what a run uses when the config says nothing) and `few-shot` with
+- tunewise: the task with `instruction` "Classify the sentiment of the movie review." (the information lm-eval's
+  template carries in "Review:" and "Sentiment"; --instruction changes it), `zero-shot` with its defaults
+  (what a run uses when the config says nothing about zero-shot) and `few-shot` with
   k=4, selection=random from the same 2,000 training phrases, each through its strategy's `fit` and
   `predict` (label scoring with the shared-prefix KV cache).
 
@@ -42,6 +44,8 @@ DATA = next((p for p in (ROOT.parent / "shared" / "data", ROOT.parent.parent / "
             ROOT.parent / "shared" / "data")
 NAMES = ["negative", "positive"]  # SST-2's 0 and 1
 TRAIN_POOL = 2000  # training phrases both sides draw 4-shot demonstrations from
+# The task in words, as a user writes task.instruction: what lm-eval's template says with "Review:"/"Sentiment".
+INSTRUCTION = "Classify the sentiment of the movie review."
 
 TASK_YAML = """task: sst2_tunewise_bench
 dataset_path: csv
@@ -118,7 +122,7 @@ def run_lmeval(model: Path, train: list, test: list, shots: list[int], tmp: Path
     return out
 
 
-def run_tunewise(train: list, test: list, shots: list[int]) -> dict:
+def run_tunewise(train: list, test: list, shots: list[int], instruction: str) -> dict:
     from tunewise.backends.embedded import SMOLLM2
     from tunewise.backends.hf_local import CausalLMBackend
     from tunewise.data import Example, Task
@@ -129,7 +133,7 @@ def run_tunewise(train: list, test: list, shots: list[int]) -> dict:
     ex = [Example(f"train-{i}", text, NAMES[y], {}) for i, (text, y) in enumerate(train)]
     held = [Example(f"test-{i}", text, NAMES[y], {}) for i, (text, y) in enumerate(test)]
     task = Task(name="sst2", kind="classification", train=ex, validation=[], test=held, labels=NAMES,
-                instruction="Classify the text into one of these labels: negative, positive.")
+                instruction=instruction)
     out = {}
     with tempfile.TemporaryDirectory() as art:
         for k in shots:
@@ -176,6 +180,8 @@ def main() -> None:
     ap.add_argument("--shots", default="0,4", help="comma-separated numbers of demonstrations")
     ap.add_argument("--data", type=Path, default=DATA, help="the shared data folder (sst2/ inside)")
     ap.add_argument("--skip-lmeval", action="store_true", help="tunewise only")
+    ap.add_argument("--instruction", default=INSTRUCTION, help="tunewise's task.instruction (what lm-eval's "
+                    "template says with 'Review:' and 'Sentiment')")
     args = ap.parse_args()
     if not (args.data / "sst2" / "test.tsv").is_file():
         sys.exit(f"{args.data}/sst2/test.tsv not found; pass --data")
@@ -187,7 +193,8 @@ def main() -> None:
     model = dequantised_smollm2()
     with tempfile.TemporaryDirectory(prefix="tunewise-lmeval-") as tmp:
         lm = None if args.skip_lmeval else run_lmeval(model, train, test, shots, Path(tmp))
-    tw = run_tunewise(train, test, shots)
+    tw = run_tunewise(train, test, shots, args.instruction)
+    print(f"tunewise task.instruction: {args.instruction!r}")
     report(len(test), shots, tw, lm)
 
 
