@@ -106,6 +106,7 @@ def _verdict(run_dir: Path) -> None:
 def _show(run_dir: Path) -> None:
     from tunewise.report.leaderboard import leaderboard
     from tunewise.report.seeds import seed_spread
+    from tunewise.report.selection import budget_line, selections
     from tunewise.store import open_run
 
     store, run = open_run(run_dir)
@@ -114,6 +115,11 @@ def _show(run_dir: Path) -> None:
     store.close()
     task = run["config"]["task"]["source"]
     out.print(leaderboard(results, title=f"run {run['id']} · task {task} · status {run['status']}", spread=spread))
+    chosen = selections(results)
+    if chosen:  # what each strategy's validation selection chose, and the budget both families had
+        out.print(budget_line(run["config"]), highlight=False, soft_wrap=True)
+        for sid, text in chosen:
+            out.print(f"  {sid}: {text}", highlight=False, soft_wrap=True)
 
 
 @app.command()

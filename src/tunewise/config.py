@@ -19,6 +19,7 @@ from tunewise.data.config import TaskConfig
 from tunewise.foundation import Strict, UserError, unknown_key
 from tunewise.foundation import format_validation_error as _format
 from tunewise.prices import ApiPrice, PricesConfig
+from tunewise.strategies.base import SelectionConfig
 
 __all__ = ["ApiPrice", "ConstraintsConfig", "ExecutorConfig", "ExperimentConfig", "PricesConfig", "ResourcesConfig",
            "Strict", "TaskConfig", "config_to_dict", "dump_config", "format_validation_error", "load_config",
@@ -98,6 +99,10 @@ class ExperimentConfig(Strict):
                                            "recommendation must respect: quality, latency, volume, budget.")
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig, description="Where the cells run (local "
                                      "or Ray) and what each reserves there.")
+    selection: SelectionConfig = Field(default_factory=SelectionConfig, description="Each strategy's settings "
+                                       "chosen on the validation split within the same budget for both families "
+                                       "(prompt format, calibration, wording, k, demonstrations; learning rate, "
+                                       "epochs).")
 
     @field_validator("strategies")
     @classmethod
@@ -157,7 +162,7 @@ def _strategy_problem(e: dict[str, Any], index: int, item: Any) -> dict[str, Any
 def format_validation_error(err: ValidationError, source: str) -> str:
     """One line per problem, each naming the key path, joined with '; ' (unknown keys get 'did you mean')."""
     sections = {"task": TaskConfig, "prices": PricesConfig, "constraints": ConstraintsConfig,
-                "executor": ExecutorConfig}
+                "executor": ExecutorConfig, "selection": SelectionConfig}
 
     def known(loc: tuple) -> list[str]:
         if len(loc) > 2:

@@ -22,6 +22,7 @@ from tunewise.report.cost_model import BATCHED
 from tunewise.report.diagnose import collapse_text, collapsed
 from tunewise.report.recommend import forgetting_text
 from tunewise.report.seeds import spread_text
+from tunewise.report.selection import budget_line, selections
 
 TEMPLATES = Path(__file__).parent / "templates"
 REPORT_FILE = "report.html"
@@ -80,6 +81,7 @@ def context(a: Analysis) -> dict[str, Any]:
         "forgetting": [(r["strategy"], forgetting_text(r["cost"]["details"]["forgetting"])) for r in a.done
                        if (r["cost"].get("details") or {}).get("forgetting")],
         "truncated": truncated_inputs(a.done, a.n_test),
+        "selection_budget": budget_line(a.run["config"]), "selections": selections(a.done),
         "losses": figures.losses(a), "confusions": [_confusion(r) for r in a.done if r["metrics"].get("confusion")],
         "disagreements": rows, "disagreement_total": total, "strategy_names": list(a.predictions),
         "environment": _environment(a), "prices": _prices(a),

@@ -30,7 +30,7 @@ from tunewise.runs.cell import Cell, CellResult
 from tunewise.runs.executors import Executor, LocalExecutor
 from tunewise.runs.session import Session
 from tunewise.store import DB_NAME, Store, open_run
-from tunewise.strategies.base import Predictor, stored_labels
+from tunewise.strategies.base import Predictor, chosen, stored_labels
 
 
 def environment(device: str) -> dict[str, Any]:
@@ -240,11 +240,12 @@ class Run(Session):
         """A finished cell's predictor: its saved artifact reloaded; a prompting strategy, which saves nothing
         to reload, is fitted again (instantly) in a temporary folder; None when a fine-tune's artifact is gone.
         `task`: the same task with other settings (the server's long_inputs: truncate); default the cell's."""
-        strategy = self.strategy(cell.strategy)
+        art = self.dir / "strategies" / cell.id
+        strategy = chosen(self.strategy(cell.strategy), art)  # the settings its validation selection chose
         backend = self.backend_for(strategy)
         task = task or self.task(cell.train_size)
         shown = task.named()  # labels by name, answers in stored labels (strategies/base.py: StoredLabels)
-        predictor = strategy.load(backend, shown, self.context(self.dir / "strategies" / cell.id, cell.seed))
+        predictor = strategy.load(backend, shown, self.context(art, cell.seed))
         if predictor is None and strategy.family == "prompting":
             with tempfile.TemporaryDirectory(prefix="tunewise-serve-") as tmp:
                 predictor = strategy.fit(backend, shown, self.context(Path(tmp), cell.seed))

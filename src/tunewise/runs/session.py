@@ -197,12 +197,16 @@ class Session:
                 s.check_model(models[s.backend_kind])
 
     def context(self, artifact_dir: Path, seed: int | None = None, **kwargs: Any) -> FitContext:
-        """A FitContext over this session's backends, consent and prices."""
+        """A FitContext over this session's backends, consent, prices, metric and `selection:` (the validation
+        budget `fit_or_load` spends choosing settings; `selection=None` fits the settings as written)."""
+        kwargs.setdefault("selection", self.config.selection)
         return FitContext(artifact_dir=artifact_dir, seed=self.seed if seed is None else seed,
-                          backends=self.backends, yes=self.yes, prices=self.config.prices, **kwargs)
+                          backends=self.backends, yes=self.yes, prices=self.config.prices,
+                          metric=self.config.metric, **kwargs)
 
     def fit(self, strategy: Strategy, task: Task, artifact_dir: Path, seed: int | None = None) -> Predictor:
         """A fresh fit of `strategy` on `task` (cross-validation folds, search trials): nothing is reloaded
-        or stored; artifacts go to `artifact_dir`."""
-        return stored_labels(strategy.fit(self.backend_for(strategy), task.named(), self.context(artifact_dir, seed)),
-                             task)
+        or stored, and no settings are chosen on validation (folds and trials are the search); artifacts go to
+        `artifact_dir`."""
+        return stored_labels(strategy.fit(self.backend_for(strategy), task.named(),
+                                          self.context(artifact_dir, seed, selection=None)), task)

@@ -21,6 +21,16 @@ from tunewise.prices import PricesConfig
 STATS_FILE = "fit.json"  # in a strategy's artifact folder: its fit stats; present = the fit finished
 
 
+class SelectionConfig(Strict):
+    """The run's `selection:`: how many candidate settings each strategy tries on validation (`_select.py`)."""
+
+    budget: int = Field(2, ge=1, le=64, description="Candidate settings each strategy tries, judged on validation "
+                        "(the same number for both families: a prompting candidate is one validation evaluation, "
+                        "a fine-tuning candidate one training and its evaluation). 1: use each strategy's settings "
+                        "as written.")
+    examples: int = Field(64, ge=1, description="Validation examples (a seeded sample) each candidate is judged on.")
+
+
 class StrategyConfig(Strict):
     """Options every strategy has; each strategy subclasses this with its own typed fields."""
 
@@ -98,6 +108,8 @@ class FitContext:
     backends: Callable[[str, str], Any] = field(default_factory=BackendCache)
     yes: bool = False  # the user agreed to paid steps without being asked (`tunewise run --yes`)
     prices: PricesConfig = field(default_factory=PricesConfig)  # the run's `prices:` (cost estimates)
+    selection: SelectionConfig | None = None  # the run's `selection:`; None: settings as written (no run)
+    metric: str = "auto"  # the run's `metric:`, which also judges candidates during selection
 
     def nested(self, config: StrategyConfig, task: Task, model: str, subdir: str,
                where: str) -> tuple[Predictor, dict[str, Any]]:
@@ -163,19 +175,41 @@ def fit_or_load(strategy: Strategy, backend, task: Task, ctx: FitContext,
     """The strategy's predictor: rebuilt by `load()` when artifact_dir holds a finished fit (fit.json), else
     a new `fit()`, timed into ctx.stats["train_seconds"] (wall seconds) and saved with its stats to fit.json.
     `before_fit()` runs just before a new fit (a run across processes tells the others to join it).
+    With `ctx.selection` (budget > 1) the fit is the best of several candidate settings judged on validation
+    (strategies/_select.py); train_seconds then counts every candidate.
 
     Returns (predictor, fitted_now). A strategy whose `load()` returns None (prompting: nothing to reload)
-    is fitted again. The strategy sees `task.named()` (labels by name); the predictor answers in stored labels."""
-    stats = _finished_fit(ctx.artifact_dir / STATS_FILE)
+    is fitted again, with the settings its selection chose when fit.json has them (`chosen`). The strategy
+    sees `task.named()` (labels by name); the predictor answers in stored labels."""
+    saved = _finished_fit(ctx.artifact_dir / STATS_FILE)
     shown = task.named()
-    predictor = strategy.load(backend, shown, ctx) if stats is not None else None
-    if predictor is not None:
-        ctx.stats = stats
-        return stored_labels(predictor, task), False
+    if saved is not None:
+        strategy = chosen(strategy, ctx.artifact_dir)
+        predictor = strategy.load(backend, shown, ctx)
+        if predictor is None and (saved.get("selection") or {}).get("chosen"):
+            predictor = strategy.fit(backend, shown, ctx)  # a prompting winner: its settings again, no new search
+        if predictor is not None:
+            ctx.stats = saved
+            return stored_labels(predictor, task), False
     if before_fit is not None:
         before_fit()
     start = time.perf_counter()
-    predictor = strategy.fit(backend, shown, ctx)
+    if ctx.selection is not None and ctx.selection.budget > 1:  # includes every candidate's time
+        from tunewise.strategies._select import select_and_fit
+
+        predictor = select_and_fit(strategy, backend, shown, ctx, lambda s, t, c: s.fit(backend, t, c))
+    else:
+        predictor = strategy.fit(backend, shown, ctx)
     ctx.stats["train_seconds"] = time.perf_counter() - start
     ctx.save_stats()
     return stored_labels(predictor, task), True
+
+
+def chosen(strategy: Strategy, artifact_dir: Path) -> Strategy:
+    """The strategy with the settings its validation selection chose (artifact_dir/fit.json,
+    "selection.chosen"); the strategy itself when nothing was chosen or nothing is saved."""
+    update = ((_finished_fit(Path(artifact_dir) / STATS_FILE) or {}).get("selection") or {}).get("chosen") or {}
+    if not update:
+        return strategy
+    cfg = strategy.config.model_copy(update=update)
+    return type(strategy)(type(cfg).model_validate(cfg.model_dump()))

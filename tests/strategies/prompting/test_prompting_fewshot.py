@@ -144,14 +144,14 @@ def test_calibrated_divides_out_the_content_free_distribution():
 def test_calibration_removes_a_constant_label_bias(name, options, stub_embedder, tmp_path):
     task = _task()
     biased = Spy(bias=12.0)  # "account" wins every input by a wide margin
-    plain = _fit(name, biased, task, tmp_path, **options)[0].predict(task.test)
+    plain = _fit(name, biased, task, tmp_path, calibrate=False, **options)[0].predict(task.test)
     assert {p.output for p in plain} == {"account"}
     predictor, ctx = _fit(name, biased, task, tmp_path, calibrate=True, **options)
     preds = predictor.predict(task.test)
     assert [p.output for p in preds] == [e.target for e in task.test]  # the content decides again
     assert all(abs(sum(p.scores.values()) - 1) < 1e-9 for p in preds)
     if options.get("selection") == "similar":  # measured per example, and paid for per example
-        uncalibrated = _fit(name, Spy(), task, tmp_path, **options)[0].predict(task.test)
+        uncalibrated = _fit(name, Spy(), task, tmp_path, calibrate=False, **options)[0].predict(task.test)
         assert all(p.prompt_tokens > u.prompt_tokens for p, u in zip(preds, uncalibrated, strict=True))
     else:  # measured once, at fit
         assert ctx.stats["calibration"]["account"] > 0.99
@@ -165,6 +165,16 @@ def test_calibration_needs_label_scoring(tmp_path):
     maths = Task("m", "generation", [Example("1", "q", "1")], [], [Example("2", "q", "2")], "Solve.")
     with pytest.raises(UserError, match="generation"):
         _fit("few-shot", load_backend("fake", "causal"), maths, tmp_path, calibrate=True)
+
+
+def test_zero_shot_calibrates_by_default_only_where_labels_are_scored(tmp_path):
+    task = _task()
+    _, scored = _fit("zero-shot", load_backend("fake", "causal"), task, tmp_path)
+    assert set(scored.stats["calibration"]) == set(task.labels)
+    _, generated = _fit("zero-shot", load_backend("fake-nologprobs", "causal"), task, tmp_path)
+    assert "calibration" not in generated.stats  # auto: off without log-probabilities, and no error
+    maths = Task("m", "generation", [Example("1", "q", "1")], [], [Example("2", "q", "2")], "Solve.")
+    _fit("zero-shot", load_backend("fake", "causal"), maths, tmp_path)
 
 
 def test_calibration_on_the_tiny_model(tiny, small_task, tmp_path):

@@ -11,6 +11,7 @@ from tunewise.data import Example, Task
 from tunewise.errors import UserError
 from tunewise.strategies.base import Prediction, Predictor
 from tunewise.strategies.prompting._extract import extraction_step
+from tunewise.strategies.prompting._plain import formatted
 from tunewise.strategies.prompting._structured import Structured, structured_output
 
 Messages = list[dict[str, str]]
@@ -225,25 +226,29 @@ def instruction_predictor(backend, task: Task, ctx, cfg,
     """What zero-shot and few-shot share: `cfg.instruction` (or the task's) with `cfg.role` as the system
     message, then the demonstrations, then the query; label scoring or generation (`prompt_predictor`).
 
-    `cfg` has instruction, role, max_new_tokens, calibrate, output_schema and answer_field (a
-    `_structured.StructuredOutputConfig`). `demonstrations()` returns fixed demonstration examples, or a
-    per-example `DemosFor`. Calibration and an output_schema are refused (UserError) before demonstrations
-    are chosen where they cannot work; with a fixed prompt the calibration's label distribution goes to
-    `ctx.stats`. With an output_schema the system message shows the schema, demonstrations answer in its
-    shape and generation is constrained to it.
+    `cfg` has instruction, role, max_new_tokens, calibrate (true, false or "auto": on where labels are scored),
+    output_schema and answer_field (a `_structured.StructuredOutputConfig`), and prompt_format (chat | plain:
+    `_plain.PlainFormat`).
+    `demonstrations()` returns fixed demonstration examples, or a per-example `DemosFor`. Calibration and
+    an output_schema are refused (UserError) before demonstrations are chosen where they cannot work;
+    with a fixed prompt the calibration's label distribution goes to `ctx.stats`. With an output_schema the
+    system message shows the schema, demonstrations answer in its shape and generation is constrained to it.
     """
-    if cfg.calibrate:
+    calibrate = uses_scoring(backend, task) if cfg.calibrate == "auto" else cfg.calibrate  # auto: where it works
+    if calibrate:
         check_calibrate(cfg.id, backend, task)
     structured = structured_output(cfg, backend, task)
+    plain = cfg.prompt_format == "plain"
+    backend = formatted(backend, task, cfg.prompt_format, f"strategies.{cfg.id}")
     demos, demos_for = demonstrations()
-    system = system_prompt(task, cfg.instruction, cfg.role)
+    system = system_prompt(task, cfg.instruction, cfg.role, list_labels=not plain)  # plain: the cue lists them
     if structured:
         system = f"{system}\n{structured.instruction()}"
     answer = structured.demo_answer if structured else None  # demonstrations answer in the schema's shape
     shared = [{"role": "system", "content": system}] + demo_messages(demos, answer)
-    predictor = prompt_predictor(backend, task, shared, max_new_tokens=cfg.max_new_tokens, calibrate=cfg.calibrate,
+    predictor = prompt_predictor(backend, task, shared, max_new_tokens=cfg.max_new_tokens, calibrate=calibrate,
                                  demos_for=demos_for, structured=structured)
-    if cfg.calibrate and demos_for is None:
+    if calibrate and demos_for is None:
         ctx.stats["calibration"] = predictor.calibration
     return predictor
 

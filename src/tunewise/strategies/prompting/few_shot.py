@@ -15,6 +15,7 @@ from tunewise.data import Example
 from tunewise.registry import register
 from tunewise.strategies.base import Strategy
 from tunewise.strategies.prompting._common import instruction_predictor
+from tunewise.strategies.prompting._plain import FORMAT_HELP
 from tunewise.strategies.prompting._structured import StructuredOutputConfig
 
 
@@ -26,6 +27,7 @@ class FewShotConfig(StructuredOutputConfig):
     embedder: str = Field("minilm-l6", description="selection=similar: the encoder whose mean-pooled embeddings "
                           "rank neighbours (embedded name, local folder, or Hugging Face name while online).")
     instruction: str | None = Field(None, description="Replaces the task's instruction.")
+    prompt_format: Literal["chat", "plain"] = Field("chat", description=FORMAT_HELP)
     role: str | None = Field(None, description="A role/system line put before the instruction.")
     max_new_tokens: int = Field(64, gt=0, description="Generation tasks: longest answer in tokens.")
     calibrate: bool = Field(False, description="Contextual calibration (Zhao et al. 2021): divide out the label "
