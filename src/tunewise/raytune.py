@@ -28,9 +28,8 @@ from typing import Any
 
 from tunewise.errors import UserError
 from tunewise.evaluation.metrics import evaluate
-from tunewise.registry import get_strategy
 from tunewise.runs import Session
-from tunewise.tuning import _entry, _fitting_task, _primary, _ready, check_space
+from tunewise.tuning import _fitting_task, _primary, open_search
 
 EXPERIMENT = "ray-tune"  # the Tune experiment's folder inside the search's folder
 METRIC = "score"  # what every trial reports: the primary metric on the validation split
@@ -205,16 +204,8 @@ def search_ray(config, strategy_id: str, n_trials: int = 20, space: dict[str, An
     trial is the best of those that finished (not stopped early); `interrupted`: Ctrl-C stopped the search
     (Tune saved it: continue with `resume`). Raises UserError for a bad space, budget or folder,
     and for the user mistake of a trial (e.g. an option out of bounds)."""
-    if n_trials < 1:
-        raise UserError(f"--trials {n_trials}: give at least 1 trial")
     tune = _tune()
-    session = Session(config, announce=False)  # stdout stays the result (--json)
-    task = session.task()
-    if not task.validation:
-        raise UserError("the task has no validation split to score trials on; set task.validation_size > 0")
-    entry = _entry(session.config, strategy_id)
-    space = check_space(space, get_strategy(entry["name"]))
-    _ready(session, session.strategy(entry, f"strategies.{strategy_id}"))  # fail before Ray starts
+    session, task, entry, space = open_search(config, strategy_id, n_trials, space)  # fail before Ray starts
     primary = _primary(session)
     out = _folder_for(session, strategy_id, folder)
     check_folder(tune, out, resume)

@@ -185,22 +185,30 @@ def _optuna():
     return optuna
 
 
+def open_search(config: ExperimentConfig, strategy_id: str, n_trials: int, space: dict[str, Any] | None
+                ) -> tuple[Session, Any, dict[str, Any], dict[str, Any]]:
+    """What every search engine checks and opens first: (session, task, strategy entry, checked space).
+    Raises UserError for no trials, no validation split, an unknown strategy id or space, or a strategy that
+    cannot run, before any trial starts."""
+    if n_trials < 1:
+        raise UserError(f"--trials {n_trials}: give at least 1 trial")
+    session = Session(config, announce=False)  # stdout stays the result (--json)
+    task = session.task()
+    if not task.validation:
+        raise UserError("the task has no validation split to score trials on; set task.validation_size > 0")
+    entry = _entry(session.config, strategy_id)
+    space = check_space(space, get_strategy(entry["name"]))
+    _ready(session, session.strategy(entry, f"strategies.{strategy_id}"))
+    return session, task, entry, space
+
+
 def search(config: ExperimentConfig, strategy_id: str, n_trials: int = 20, space: dict[str, Any] | None = None,
            timeout: float | None = None, on_trial: Callable[[dict[str, Any]], None] | None = None
            ) -> dict[str, Any]:
     """Optuna (TPE, seeded) over `space`, at most `n_trials` fits, maximising the primary metric on the
     validation split. Returns the best parameters and every trial."""
-    if n_trials < 1:
-        raise UserError(f"--trials {n_trials}: give at least 1 trial")
     optuna = _optuna()
-    session = Session(config, announce=False)  # stdout stays the result (--json)
-    task = session.task()
-    if not task.validation:
-        raise UserError("the task has no validation split to score trials on; set task.validation_size > 0")
-    entry = _entry(config, strategy_id)
-    cls = get_strategy(entry["name"])
-    space = check_space(space, cls)
-    _ready(session, session.strategy(entry, f"strategies.{strategy_id}"))
+    session, task, entry, space = open_search(config, strategy_id, n_trials, space)
     fit_task = _fitting_task(task, task.train, [], config.seed)
     primary = _primary(session)  # every trial is judged on the run's primary metric
     metric = ""

@@ -15,7 +15,7 @@ def crash_once() -> None:
 
     original = cell_module.fit_or_load
 
-    def fit_or_load(strategy, backend, task, ctx):
+    def fit_or_load(strategy, backend, task, ctx, **kw):
         art = ctx.artifact_dir
         listed = art.parent.parent / CRASH_FILE
         kills = dict(line.split() for line in listed.read_text().splitlines() if line) if listed.is_file() else {}
@@ -23,6 +23,6 @@ def crash_once() -> None:
         if died < int(kills.get(art.name, 0)):
             (art / MARKER).write_text(str(died + 1))
             os._exit(1)  # the worker process dies as if killed: no exception, no result
-        return original(strategy, backend, task, ctx)
+        return original(strategy, backend, task, ctx, **kw)
 
     cell_module.fit_or_load = fit_or_load

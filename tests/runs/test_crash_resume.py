@@ -105,7 +105,8 @@ def test_sigkill_while_training_and_while_scoring_then_resume(tmp_path, tiny_cau
         return run_dir() / "strategies" / "lora"
 
     def training() -> bool:
-        return _run_dir(tmp_path / "killed") is not None and any(lora().glob("checkpoints/checkpoint-*"))
+        # rglob: the validation selection's candidates train under lora/selection/<i>/
+        return _run_dir(tmp_path / "killed") is not None and any(lora().rglob("checkpoints/checkpoint-*"))
 
     # 1. SIGKILL while LoRA trains: Trainer has saved an epoch's checkpoint, the fit is not finished.
     _wait_until(killed, training, "LoRA training checkpoint", log)
@@ -121,7 +122,11 @@ def test_sigkill_while_training_and_while_scoring_then_resume(tmp_path, tiny_cau
     _kill(resumed)
     scored = _n_predictions(db, "lora")
     assert 0 < scored < N_TEST, f"the kill came too late: {scored} of {N_TEST} predictions were already scored"
-    fit = (lora() / STATS_FILE).stat().st_mtime_ns  # written once the fit is finished
+    def fit_stats() -> dict:  # written once the fit is finished; later only measurements join it (serving)
+        stats = json.loads((lora() / STATS_FILE).read_text())
+        return {k: v for k, v in stats.items() if k != "serving"}
+
+    fit = fit_stats()
     assert _results(db)["zero-shot"] == before["zero-shot"]
 
     # 3. Resume to the end: nothing finished is redone, and the results are the uninterrupted run's.
@@ -130,8 +135,9 @@ def test_sigkill_while_training_and_while_scoring_then_resume(tmp_path, tiny_cau
     assert reference.wait(timeout=LIMIT_S) == 0, reference_log.read_text()[-3000:]
     after = _results(db)
     assert after["zero-shot"] == before["zero-shot"], "resume redid the finished zero-shot"
-    assert after["lora"][0] == "done" and (lora() / STATS_FILE).stat().st_mtime_ns == fit, "resume retrained LoRA"
+    assert after["lora"][0] == "done" and fit_stats() == fit, "resume retrained LoRA"
     assert not (lora() / "checkpoints").exists()  # the killed attempt's Trainer checkpoints are gone, never loaded
+    assert not (lora() / "selection").exists()  # and so are the selection's candidate folders
     assert _query(db, "PRAGMA integrity_check") == [("ok",)]
     assert _query(db, "SELECT status FROM runs") == [("done",)]
     got, want = _predictions(db), _predictions(_run_dir(tmp_path / "reference") / "tunewise.db")

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tunewise.runs.session import Session
+from tunewise.strategies.base import fit_or_load
 
 _LEADER: list[bool] = []  # [True] while this process leads a run across processes (the announcements below)
 
@@ -94,5 +95,7 @@ def follow(device: str) -> None:
         cell = Cell(**message)
         strategy = session.strategy(cell.strategy)
         with tempfile.TemporaryDirectory(prefix="tunewise-follower-") as tmp:
-            strategy.fit(session.backend_for(strategy), session.task(cell.train_size),
-                         session.context(Path(tmp), cell.seed))
+            # the main process's path exactly (label names, every validation-selection candidate), so the
+            # processes run the same trainings in the same order; nothing is kept
+            fit_or_load(strategy, session.backend_for(strategy), session.task(cell.train_size),
+                        session.context(Path(tmp), cell.seed))

@@ -142,6 +142,9 @@ class Strategy(ABC):
     task_kinds: ClassVar[tuple[str, ...]] = ("classification", "generation")
     summary: ClassVar[str] = ""
     Config: ClassVar[type[StrategyConfig]] = StrategyConfig
+    # Its settings may be chosen on validation (strategies/_select.py); False where each candidate would cost
+    # money or run elsewhere (a provider's fine-tuning job).
+    choose_on_validation: ClassVar[bool] = True
 
     def __init__(self, config: StrategyConfig):
         self.config = config
@@ -194,7 +197,8 @@ def fit_or_load(strategy: Strategy, backend, task: Task, ctx: FitContext,
     if before_fit is not None:
         before_fit()
     start = time.perf_counter()
-    if ctx.selection is not None and ctx.selection.budget > 1:  # includes every candidate's time
+    choose = ctx.selection is not None and ctx.selection.budget > 1 and strategy.choose_on_validation
+    if choose:  # train_seconds includes every candidate's time
         from tunewise.strategies._select import select_and_fit
 
         predictor = select_and_fit(strategy, backend, shown, ctx, lambda s, t, c: s.fit(backend, t, c))

@@ -71,14 +71,23 @@ class EncoderPredictor(Predictor):
                                  max_length=self.max_length, return_tensors="pt").to(device)
             probs = torch.softmax(self.model(**enc).logits.float(), dim=-1).cpu().numpy()
             lengths = enc["attention_mask"].sum(1).tolist()
-            for e, row, n, total in zip(batch, probs, lengths, full, strict=True):
-                cut = [record(name_of(e), total, int(n), self.cut)] if total > n else None
-                preds.append(Prediction(output=self.labels[int(np.argmax(row))],
-                                        scores=dict(zip(self.labels, map(float, row), strict=True)),
-                                        prompt_tokens=int(n), completion_tokens=0, trace=cut))
+            preds += class_predictions(batch, probs, lengths, full, self.labels, self.cut)
             if on_batch:
                 on_batch(len(batch))
         return preds
+
+
+def class_predictions(batch: Sequence[Example], probs, lengths: Sequence[int], full: Sequence[int],
+                      labels: list[str], cut: str) -> list[Prediction]:
+    """One Prediction per example from a classifier's probabilities `probs` (shape [examples, labels]): the
+    argmax label, every label's probability, the `lengths` tokens it read, and a truncation record where the
+    example's `full` length was longer (backends/context.py)."""
+    preds = []
+    for e, row, n, total in zip(batch, probs, lengths, full, strict=True):
+        trace = [record(name_of(e), total, int(n), cut)] if total > n else None
+        preds.append(Prediction(output=labels[int(np.argmax(row))], scores=dict(zip(labels, map(float, row),
+                                strict=True)), prompt_tokens=int(n), completion_tokens=0, trace=trace))
+    return preds
 
 
 def encode_rows(tokenizer, examples: list[Example], labels: list[str], max_length: int) -> list[dict]:

@@ -83,6 +83,7 @@ def conversations(task, examples) -> list[list[dict[str, str]]]:
 @register
 class OpenAIFinetune(Strategy):
     name = "openai-finetune"
+    choose_on_validation = False  # each candidate would be another (paid) provider job
     family = "finetuning"
     summary = "Fine-tuning job through an OpenAI-compatible API (or tunewise's local job service); then scored."
     Config = OpenAIFinetuneConfig

@@ -22,13 +22,12 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from tunewise.backends.context import name_of, record
 from tunewise.data import Example, Task
 from tunewise.errors import UserError
 from tunewise.registry import register
 from tunewise.strategies.base import FitContext, Prediction, Predictor, Strategy
 from tunewise.strategies.finetuning._causal import training_split
-from tunewise.strategies.finetuning._encoder import input_limit, token_lengths
+from tunewise.strategies.finetuning._encoder import class_predictions, input_limit, token_lengths
 from tunewise.strategies.finetuning._train import TrainConfig, _callbacks, count_parameters, seed_everything
 
 BODY, HEAD = "encoder", "head.json"
@@ -93,12 +92,8 @@ class SetFitPredictor(Predictor):
                                     convert_to_numpy=True)
             probs = np.zeros((len(batch), len(self.labels)))
             probs[:, self.head.classes_.astype(int)] = self.head.predict_proba(emb)
-            for e, row, total in zip(batch, probs, full, strict=True):
-                n = min(total, self.model.max_seq_length)
-                cut = [record(name_of(e), total, int(n), self.cut)] if total > n else None
-                preds.append(Prediction(output=self.labels[int(np.argmax(row))],
-                                        scores=dict(zip(self.labels, map(float, row), strict=True)),
-                                        prompt_tokens=int(n), completion_tokens=0, trace=cut))
+            lengths = [min(total, self.model.max_seq_length) for total in full]
+            preds += class_predictions(batch, probs, lengths, full, self.labels, self.cut)
             if on_batch:
                 on_batch(len(batch))
         return preds
