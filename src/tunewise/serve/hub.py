@@ -84,15 +84,15 @@ class ModelHub:
             self.entries[self.base_id] = Entry(self.base_id, "base", backend=self.causal,
                                                generator=generation_backend(self.causal, engine),
                                                info={"model": self.config.model, "engine": engine})
+            self.aliases[self.config.model] = self.base_id
+            # HF fast tokenizers mutate their padding state per call: one thread, one tokenizer. The model
+            # thread keeps the backend's; requests count tokens on the event loop with this copy.
+            self._counter = copy.deepcopy(self.causal.tokenizer)
         elif engine != "transformers" and self.causal is not None:
             check_engine(engine, self.causal)  # says why this run's model cannot take it
         elif engine != "transformers":
             raise UserError(f"--engine {engine}: the served strategies have no base language model to generate "
                             "with; use --engine transformers")
-            self.aliases[self.config.model] = self.base_id
-            # HF fast tokenizers mutate their padding state per call: one thread, one tokenizer. The model
-            # thread keeps the backend's; requests count tokens on the event loop with this copy.
-            self._counter = copy.deepcopy(self.causal.tokenizer)
         for cell in selected:
             self._add_strategy(cell, results[cell.id], kinds[cell.id])
 
