@@ -4,6 +4,7 @@ wrong or unusable engine is refused in one line before anything is served."""
 
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 
 import pytest
@@ -88,3 +89,19 @@ def test_int8_hub_generates_with_the_copy_and_keeps_strategies_exact(run_dir, lo
         rows = stored(run_dir, strategy)
         got = hub.predict(hub.entry(strategy), [r["input"] for r in rows]).result(timeout=120)
         assert [p.output for p in got] == [r["output"] for r in rows]
+
+
+def test_int8_engine_answers_chat_and_streams_over_http(run_dir):
+    from fastapi.testclient import TestClient
+
+    from tunewise.serve import build_app
+
+    app, hub, _ = build_app(run_dir, ["zero-shot"], device="cpu", log=lambda *a: None, engine="int8")
+    client = TestClient(app)
+    ask = {"model": hub.base_id, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 6, "temperature": 0}
+    whole = client.post("/v1/chat/completions", json=ask).json()
+    assert 1 <= whole["usage"]["completion_tokens"] <= 6
+    streamed = client.post("/v1/chat/completions", json={**ask, "stream": True}).text
+    chunks = [json.loads(line[6:]) for line in streamed.splitlines() if line.startswith("data: {")]
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    assert text == whole["choices"][0]["message"]["content"]  # one engine for both paths: same greedy text
