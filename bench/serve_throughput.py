@@ -2,7 +2,7 @@
 llama.cpp server (llama-cpp-python) on the same model's GGUF, in one invocation.
 
     .venv/bin/python bench/serve_throughput.py [--limit N] [--run RUN_FOLDER] [--levels 1,8,32] [--threads N]
-                                               [--no-peer]
+                                               [--no-peer] [--engines transformers,int8] [--single-stream-only]
 
 1. Builds a small run (zero-shot and few-shot on the demo task; skipped with --run), starts `tunewise serve`
    on it as a real process, and at each level of concurrent clients sends `--limit` requests per level of
@@ -13,7 +13,8 @@ llama.cpp server (llama-cpp-python) on the same model's GGUF, in one invocation.
    built into its own environment under the bench cache first; that build takes minutes, once. The same
    `generate` workload runs against it at each level (`classify` has no peer: it is a tunewise strategy).
 3. Single-stream generation: tokens/s of one client asking for up to 64 greedy tokens, through each server,
-   and the ratio tunewise / llama.cpp (the goal of issue 17: >= 0.5); also the local backend in-process.
+   and the ratio tunewise / llama.cpp (the goal of issue 17: >= 0.5) for each `tunewise serve --engine` in
+   --engines (serve/engines.py); also the local backend in-process. --single-stream-only skips 1. and 2.
 
 Timings on a shared machine are noisy: compare ratios from one invocation, not numbers across days.
 """
@@ -114,28 +115,32 @@ def local_speed(prompts: list[str]) -> float:
     return tokens / (time.perf_counter() - start)
 
 
-def generation_speed(run_dir: Path, limit: int, threads: int | None, peer: bool) -> None:
+def generation_speed(run_dir: Path, limit: int, threads: int | None, peer: bool, engines: list[str]) -> None:
+    import openai
+
     from tunewise.serve.process import ServerProcess
 
     prompts = [f"Write a short note about item {i}." for i in range(max(2, min(limit, 4)))]
-    with ServerProcess(run_dir, ["--threads", str(threads)] if threads else []) as server:
-        import openai
-
-        client = openai.OpenAI(base_url=server.url, api_key="unused", max_retries=0)
-        base = next(m.id for m in client.models.list() if m.model_extra["tunewise"]["kind"] == "base")
-        served = single_stream(server.url, base, prompts)
+    served = {}
+    for engine in engines:
+        with ServerProcess(run_dir, [*(["--threads", str(threads)] if threads else []), "--engine", engine]) as server:
+            client = openai.OpenAI(base_url=server.url, api_key="unused", max_retries=0)
+            base = next(m.id for m in client.models.list() if m.model_extra["tunewise"]["kind"] == "base")
+            served[engine] = single_stream(server.url, base, prompts)
     local = local_speed(prompts)
     print(f"\nsingle-stream generation, greedy, {len(prompts)} prompts x up to 64 tokens (tokens/s)")
-    print(f"{'tunewise serve (transformers)':<48}{served:>8.1f}")
+    for engine, speed in served.items():
+        print(f"{f'tunewise serve --engine {engine}':<48}{speed:>8.1f}")
     print(f"{'tunewise local backend, in-process':<48}{local:>8.1f}")
     if not peer:
         return
     from llamacpp_peer import PeerServer, smollm2_gguf
 
-    with PeerServer(smollm2_gguf(), threads) as engine:
-        theirs = single_stream(engine.url, engine.model, prompts)
+    with PeerServer(smollm2_gguf(), threads) as peer_server:
+        theirs = single_stream(peer_server.url, peer_server.model, prompts)
     print(f"{'llama.cpp server (llama-cpp-python, Q4_1 GGUF)':<48}{theirs:>8.1f}")
-    print(f"{'ratio tunewise serve / llama.cpp':<48}{served / theirs:>8.2f}   (goal >= 0.5)")
+    for engine, speed in served.items():
+        print(f"{f'ratio tunewise serve --engine {engine} / llama.cpp':<48}{speed / theirs:>8.2f}   (goal >= 0.5)")
 
 
 def peer_serving(limit: int, levels: list[int], threads: int | None) -> None:
@@ -165,6 +170,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="CPU threads for the server and the local "
                     "backend (default: torch's; 1 is faster on a busy shared machine)")
     ap.add_argument("--no-peer", action="store_true", help="skip the llama.cpp peer (and its first build)")
+    ap.add_argument("--engines", default="transformers,int8", help="comma-separated `tunewise serve --engine` values "
+                    "timed single-stream")
+    ap.add_argument("--single-stream-only", action="store_true", help="only the single-stream comparison (3.)")
     args = ap.parse_args()
     if args.threads:
         import torch
@@ -176,10 +184,11 @@ def main() -> None:
         from llamacpp_peer import ensure_peer
 
         ensure_peer()  # before anything is timed: the first build takes minutes
-    serving(run_dir, args.limit, levels, args.threads)
-    if not args.no_peer:
-        peer_serving(args.limit, levels, args.threads)
-    generation_speed(run_dir, args.limit, args.threads, not args.no_peer)
+    if not args.single_stream_only:
+        serving(run_dir, args.limit, levels, args.threads)
+        if not args.no_peer:
+            peer_serving(args.limit, levels, args.threads)
+    generation_speed(run_dir, args.limit, args.threads, not args.no_peer, args.engines.split(","))
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ class Entry:
     kind: str  # "strategy" | "base" | "fine-tune"
     predictor: Any = None  # strategies: the fitted predictor
     backend: Any = None  # base and fine-tune: the local causal backend used as a raw language model
+    generator: Any = None  # the backend its generation runs on under --engine (serve/engines.py); None: backend
     adapter: Adapter | None = None  # adapter to switch on over the shared base; None: adapters off
     labels: list[str] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
@@ -51,9 +52,11 @@ class Entry:
 
 class ModelHub:
     def __init__(self, run_dir: str | Path, strategies: list[str] | None = None, device: str = "auto",
-                 log=print):
+                 log=print, engine: str = "transformers"):
         from tunewise.runs import Run
+        from tunewise.serve.engines import check_engine, generation_backend
 
+        check_engine(engine)  # a wrong name fails before any model loads
         # the run API resolves the config, loads the task and the backends, and rebuilds each predictor
         self.run = Run.open(run_dir, device=device, announce=False)
         try:
@@ -79,11 +82,17 @@ class ModelHub:
         self.base_id = base_id(self.config.model)
         if self.local:
             self.entries[self.base_id] = Entry(self.base_id, "base", backend=self.causal,
-                                               info={"model": self.config.model})
+                                               generator=generation_backend(self.causal, engine),
+                                               info={"model": self.config.model, "engine": engine})
             self.aliases[self.config.model] = self.base_id
             # HF fast tokenizers mutate their padding state per call: one thread, one tokenizer. The model
             # thread keeps the backend's; requests count tokens on the event loop with this copy.
             self._counter = copy.deepcopy(self.causal.tokenizer)
+        elif engine != "transformers" and self.causal is not None:
+            check_engine(engine, self.causal)  # says why this run's model cannot take it
+        elif engine != "transformers":
+            raise UserError(f"--engine {engine}: the served strategies have no base language model to generate "
+                            "with; use --engine transformers")
         for cell in selected:
             self._add_strategy(cell, results[cell.id], kinds[cell.id])
 
@@ -210,7 +219,7 @@ class ModelHub:
         mixed = entry.adapter is not None and entry.adapter.mixable
 
         def run(items: list[tuple[Entry, str]]) -> list[list[lm.Choice]]:
-            backend, prompts = items[0][0].backend, [p for _, p in items]
+            backend, prompts = items[0][0].generator or items[0][0].backend, [p for _, p in items]
             # Requests queued together run in groups bounded by tokens, not only by count: one long prompt
             # does not multiply the padded width of all the others (backends/context.py).
             lengths = [backend.count_tokens(p) for p in prompts]  # this thread's tokenizer
@@ -236,6 +245,6 @@ class ModelHub:
     def stream(self, entry: Entry, prompt: str, params: lm.Params, streamer) -> Future:
         def run() -> int:
             with self._active(entry):
-                return lm.stream(entry.backend, prompt, params, streamer)
+                return lm.stream(entry.generator or entry.backend, prompt, params, streamer)
 
         return self.worker.call(run)
