@@ -56,7 +56,20 @@ def run_folder(output: str) -> Path:
     return Path(output.strip().splitlines()[-1].split("run folder: ")[1])
 
 
-class Stub:
+class LoopbackServer:
+    """A threaded HTTP server on 127.0.0.1 (a free port) for a test's fake or proxy; `url` ends in /v1."""
+
+    def serve(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class Stub(LoopbackServer):
     """A fake OpenAI server: `replies` is a list of (status, body, headers, delay) served in order; after
     it runs out, `default(path, request_body)` answers. Every request is counted and kept."""
 
@@ -87,13 +100,7 @@ class Stub:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.serve(Handler)
 
 
 def chat_reply(text: str, top: list[tuple[str, float]] | None = None) -> dict[str, Any]:

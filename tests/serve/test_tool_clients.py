@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import urllib.error
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Annotated, Literal
 
 import pytest
 from typer.testing import CliRunner
 
-from _serving import THREADS, run_folder, write_config
+from _serving import THREADS, LoopbackServer, run_folder, write_config
 from _toolmodels import scripted_tool_caller
 from tunewise.cli import app
 from tunewise.serve.process import ServerProcess
@@ -54,7 +53,7 @@ def model() -> str:
     return "tool-caller"
 
 
-class Recorder:
+class Recorder(LoopbackServer):
     """A loopback HTTP proxy in front of the server that keeps every chat request and its reply, so a test can
     see what a framework sent (the tool result) and what the server made of it (prompt tokens)."""
 
@@ -89,13 +88,7 @@ class Recorder:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.serve(Handler)
 
     def check_tool_results_reached_the_prompt(self, backend) -> int:
         """For every request that carried a tool result: it is in the prompt the server rendered, whose size
