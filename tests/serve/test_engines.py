@@ -68,7 +68,7 @@ def test_unusable_engines_are_refused_in_one_line(engine, backend, words):
 def test_the_cli_refuses_an_unknown_engine_before_loading(run_dir):
     result = CliRunner().invoke(app, ["serve", str(run_dir), "--engine", "fast"])
     assert result.exit_code == 2
-    assert "--engine fast: unknown engine; use one of: transformers, int8" in result.output
+    assert "--engine fast: unknown engine; use one of: transformers, int8, llamacpp" in result.output
     assert "Traceback" not in result.output
 
 

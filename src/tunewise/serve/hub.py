@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import time
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +40,7 @@ class Entry:
     predictor: Any = None  # strategies: the fitted predictor
     backend: Any = None  # base and fine-tune: the local causal backend used as a raw language model
     generator: Any = None  # the backend its generation runs on under --engine (serve/engines.py); None: backend
+    engine: Any = None  # an engine outside this process (serve/llamacpp.py) for the requests it handles; or None
     adapter: Adapter | None = None  # adapter to switch on over the shared base; None: adapters off
     labels: list[str] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
@@ -52,11 +53,12 @@ class Entry:
 
 class ModelHub:
     def __init__(self, run_dir: str | Path, strategies: list[str] | None = None, device: str = "auto",
-                 log=print, engine: str = "transformers"):
+                 log=print, engine: str = "transformers", gguf: str | None = None, threads: int | None = None):
         from tunewise.runs import Run
-        from tunewise.serve.engines import check_engine, generation_backend
+        from tunewise.serve.engines import check_engine, external_engine, generation_backend, gguf_for
 
         check_engine(engine)  # a wrong name fails before any model loads
+        self.external = None  # the llamacpp engine's server process, stopped by close()
         # the run API resolves the config, loads the task and the backends, and rebuilds each predictor
         self.run = Run.open(run_dir, device=device, announce=False)
         try:
@@ -81,9 +83,13 @@ class ModelHub:
             self.encoder = self.run.backend("encoder")
         self.base_id = base_id(self.config.model)
         if self.local:
-            self.entries[self.base_id] = Entry(self.base_id, "base", backend=self.causal,
-                                               generator=generation_backend(self.causal, engine),
-                                               info={"model": self.config.model, "engine": engine})
+            gguf = gguf_for(engine, self.config.model, gguf)
+            generator = generation_backend(self.causal, engine)
+            self.external = external_engine(engine, gguf, threads)
+            self.entries[self.base_id] = Entry(self.base_id, "base", backend=self.causal, generator=generator,
+                                               engine=self.external,
+                                               info={"model": self.config.model, "engine": engine,
+                                                     **({"gguf": Path(gguf).name} if gguf else {})})
             self.aliases[self.config.model] = self.base_id
             # HF fast tokenizers mutate their padding state per call: one thread, one tokenizer. The model
             # thread keeps the backend's; requests count tokens on the event loop with this copy.
@@ -213,9 +219,25 @@ class ModelHub:
 
         return self.worker.submit(("predict", entry.id), run, texts)
 
+    def close(self) -> None:
+        """Stop what runs outside this process (the llamacpp engine's server)."""
+        if self.external is not None:
+            self.external.close()
+            self._outside.shutdown(wait=False, cancel_futures=True)
+
+    @property
+    def _outside(self) -> ThreadPoolExecutor:
+        """Threads that wait on the external engine (it queues requests itself), off the model thread."""
+        if getattr(self, "_pool", None) is None:
+            self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="tunewise-engine")
+        return self._pool
+
     def generate(self, entry: Entry, prompt: str, params: lm.Params) -> Future:
         """Raw generation; requests for plain LoRA fine-tunes with equal params share one batch, each row with
-        its own adapter (peft's mixed-batch inference); other models batch per model."""
+        its own adapter (peft's mixed-batch inference); other models batch per model. The base model's requests
+        that an external engine handles go there, off the model thread."""
+        if entry.engine is not None and entry.engine.handles(params):
+            return self._outside.submit(lambda: entry.engine.generate([prompt], params)[0])
         mixed = entry.adapter is not None and entry.adapter.mixable
 
         def run(items: list[tuple[Entry, str]]) -> list[list[lm.Choice]]:
@@ -243,6 +265,9 @@ class ModelHub:
         return self.worker.call(run)
 
     def stream(self, entry: Entry, prompt: str, params: lm.Params, streamer) -> Future:
+        if entry.engine is not None and entry.engine.handles(params):
+            return self._outside.submit(entry.engine.stream, prompt, params, streamer)
+
         def run() -> int:
             with self._active(entry):
                 return lm.stream(entry.generator or entry.backend, prompt, params, streamer)
