@@ -154,7 +154,11 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--output", default="runs/bench-verdict-truth")
     ap.add_argument("--skip-full", action="store_true", help="the pilot only")
+    ap.add_argument("--pilot-run", type=Path, default=None, help="one dataset: reuse this finished pilot run folder "
+                    "(same settings) instead of running the pilot again")
     args = ap.parse_args()
+    if args.pilot_run and "," in args.datasets:
+        raise SystemExit("--pilot-run reuses one dataset's pilot: give one --datasets name")
     if not (args.data / "sst2").is_dir():
         raise SystemExit(f"{args.data}: the shared data folder is missing (give --data)")
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "tunewise" / "bench" / "verdict_truth"
@@ -165,7 +169,8 @@ def main() -> None:
     report = []
     for name in args.datasets.split(","):
         files = named_copies(name, args.data, cache, args.test, args.validation, args.seed)
-        pilot_dir = run_experiment(config(name, files, chosen, args.full, args.seed, args.output, args.pilot))
+        pilot_dir = args.pilot_run or run_experiment(config(name, files, chosen, args.full, args.seed, args.output,
+                                                            args.pilot))
         full_dir, seconds = None, None
         if tuned and not args.skip_full:
             start = time.perf_counter()

@@ -111,6 +111,58 @@ def _copy_tokenizer_keys(reader, writer) -> None:
         writer.add_key_value(key, field.contents(), field.types[0], sub_type=sub)
 
 
+def _add_hyperparameters(writer, config, tokenizer, file_type: str, name: str) -> None:
+    """The architecture keys llama.cpp reads (`{arch}.block_count`, ...), from the transformers config."""
+    import gguf
+
+    n_head = config.num_attention_heads
+    writer.add_name(name)
+    writer.add_block_count(config.num_hidden_layers)
+    writer.add_context_length(config.max_position_embeddings)
+    writer.add_embedding_length(config.hidden_size)
+    writer.add_feed_forward_length(config.intermediate_size)
+    writer.add_head_count(n_head)
+    writer.add_head_count_kv(getattr(config, "num_key_value_heads", None) or n_head)
+    writer.add_rope_dimension_count(getattr(config, "head_dim", None) or config.hidden_size // n_head)
+    theta = getattr(config, "rope_theta", None) or (getattr(config, "rope_parameters", None) or {}).get("rope_theta")
+    if theta:
+        writer.add_rope_freq_base(float(theta))
+    writer.add_layer_norm_rms_eps(config.rms_norm_eps)
+    writer.add_vocab_size(len(tokenizer))
+    writer.add_file_type({"f32": gguf.LlamaFileType.ALL_F32, "f16": gguf.LlamaFileType.MOSTLY_F16,
+                          "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0}[file_type])
+    writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
+
+
+def _plan(state: dict, config, arch: _Arch) -> list[tuple[str, str]]:
+    """(transformers name, llama.cpp name) of every tensor to write, in writing order."""
+    import gguf
+
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH[arch.gguf.upper()], config.num_hidden_layers)
+    plan = []
+    for key in state:
+        if key == "lm_head.weight" and getattr(config, "tie_word_embeddings", False):
+            continue  # llama.cpp reuses token_embd for the output when output.weight is absent
+        target = names.get_name(key, try_suffixes=(".weight", ".bias"))
+        if target is None:
+            raise UserError(f"GGUF export: no llama.cpp name for tensor {key} of {config.model_type}")
+        plan.append((key, target))
+    return plan
+
+
+def _converted(state: dict, key: str, config, arch: _Arch):
+    """One tensor as float32 numpy, q/k projections permuted to llama.cpp's rotary layout where it needs them."""
+    import torch
+
+    tensor = state[key].detach().to(torch.float32).cpu()
+    n_head = config.num_attention_heads
+    if arch.permute_qk and key.endswith("q_proj.weight"):
+        tensor = _permute(tensor, n_head)
+    elif arch.permute_qk and key.endswith("k_proj.weight"):
+        tensor = _permute(tensor, getattr(config, "num_key_value_heads", None) or n_head)
+    return tensor.numpy()
+
+
 def write_gguf(model: Any, tokenizer: Any, path: str | Path, tokenizer_gguf: str | Path, file_type: str = "q8_0",
                name: str | None = None) -> Path:
     """Write `model` (a transformers causal LM of an architecture in ARCHES, weights as they are: merge any
@@ -120,7 +172,6 @@ def write_gguf(model: Any, tokenizer: Any, path: str | Path, tokenizer_gguf: str
     FILE_TYPES. Raises UserError for another architecture, an unknown file type, or a tokenizer GGUF whose
     vocabulary differs from `tokenizer`'s."""
     import gguf
-    import torch
 
     config = model.config
     arch = ARCHES.get(config.model_type)
@@ -133,53 +184,16 @@ def write_gguf(model: Any, tokenizer: Any, path: str | Path, tokenizer_gguf: str
     source = Path(tokenizer_gguf)
     reader = gguf.GGUFReader(source)
     check_tokenizer(reader, tokenizer, source)
-
-    n_head = config.num_attention_heads
-    n_kv = getattr(config, "num_key_value_heads", None) or n_head
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // n_head
     state = model.state_dict()
-    tied = getattr(config, "tie_word_embeddings", False)
-    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH[arch.gguf.upper()], config.num_hidden_layers)
+    plan = _plan(state, config, arch)
 
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(out.name + ".partial")
     writer = gguf.GGUFWriter(partial, arch.gguf)
-    writer.add_name(name or getattr(config, "name_or_path", None) or "tunewise")
-    writer.add_block_count(config.num_hidden_layers)
-    writer.add_context_length(config.max_position_embeddings)
-    writer.add_embedding_length(config.hidden_size)
-    writer.add_feed_forward_length(config.intermediate_size)
-    writer.add_head_count(n_head)
-    writer.add_head_count_kv(n_kv)
-    writer.add_rope_dimension_count(head_dim)
-    theta = getattr(config, "rope_theta", None) or (getattr(config, "rope_parameters", None) or {}).get("rope_theta")
-    if theta:
-        writer.add_rope_freq_base(float(theta))
-    writer.add_layer_norm_rms_eps(config.rms_norm_eps)
-    writer.add_vocab_size(len(tokenizer))
-    writer.add_file_type({"f32": gguf.LlamaFileType.ALL_F32, "f16": gguf.LlamaFileType.MOSTLY_F16,
-                          "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0}[file_type])
-    writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
+    _add_hyperparameters(writer, config, tokenizer, file_type,
+                         name or getattr(config, "name_or_path", None) or "tunewise")
     _copy_tokenizer_keys(reader, writer)
-
-    plan = []  # (hf name, gguf name): the order tensors are described and then written in
-    for key in state:
-        if key == "lm_head.weight" and tied:
-            continue  # llama.cpp reuses token_embd for the output when output.weight is absent
-        target = names.get_name(key, try_suffixes=(".weight", ".bias"))
-        if target is None:
-            raise UserError(f"GGUF export: no llama.cpp name for tensor {key} of {config.model_type}")
-        plan.append((key, target))
-
-    def converted(key: str):
-        tensor = state[key].detach().to(torch.float32).cpu()
-        if arch.permute_qk and key.endswith("q_proj.weight"):
-            tensor = _permute(tensor, n_head)
-        elif arch.permute_qk and key.endswith("k_proj.weight"):
-            tensor = _permute(tensor, n_kv)
-        return tensor.numpy()
-
     try:
         types = {}
         for key, target in plan:  # pass 1: names, shapes and types only
@@ -190,7 +204,7 @@ def write_gguf(model: Any, tokenizer: Any, path: str | Path, tokenizer_gguf: str
         writer.write_kv_data_to_file()
         writer.write_ti_data_to_file()
         for key, _ in plan:  # pass 2: the data, one tensor in memory at a time
-            writer.write_tensor_data(_encode(converted(key), types[key]))
+            writer.write_tensor_data(_encode(_converted(state, key, config, arch), types[key]))
         writer.close()
         partial.replace(out)  # atomic: no half-written model file under the final name
     finally:
