@@ -59,6 +59,7 @@ class ModelHub:
 
         check_engine(engine)  # a wrong name fails before any model loads
         self.external = None  # the llamacpp engine's server process, stopped by close()
+        self._pool: ThreadPoolExecutor | None = None  # threads waiting on the external engine (`_outside`)
         # the run API resolves the config, loads the task and the backends, and rebuilds each predictor
         self.run = Run.open(run_dir, device=device, announce=False)
         try:
@@ -223,12 +224,13 @@ class ModelHub:
         """Stop what runs outside this process (the llamacpp engine's server)."""
         if self.external is not None:
             self.external.close()
-            self._outside.shutdown(wait=False, cancel_futures=True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
 
     @property
     def _outside(self) -> ThreadPoolExecutor:
         """Threads that wait on the external engine (it queues requests itself), off the model thread."""
-        if getattr(self, "_pool", None) is None:
+        if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="tunewise-engine")
         return self._pool
 
