@@ -120,3 +120,16 @@ def test_run_warns_about_code_labels_too(tmp_path):
     result = runner.invoke(app, ["run", str(config)])
     assert result.exit_code == 0, (result.output, result.exception)
     assert "warning: labels look like codes (0, 1): prompting strategies (zero-shot)" in " ".join(result.output.split())
+
+
+def test_field_names_reach_the_task_and_a_name_that_would_break_the_layout_is_refused(tmp_path):
+    data = coded_csv(tmp_path)
+    cfg = parse_config({"task": {"source": str(data), "input_name": "Review", "target_name": "Sentiment"}},
+                       "exp.yaml")
+    task = load_task(cfg.task)
+    assert (task.input_name, task.target_name) == ("Review", "Sentiment")
+    assert task.named().target_name == "Sentiment"
+    assert load_task(TaskConfig(source=str(data))).input_name is None
+    for bad in ("Review:", "two\nlines", ""):
+        with pytest.raises(UserError, match=r"task\.input_name"):
+            parse_config({"task": {"source": str(data), "input_name": bad}}, "exp.yaml")

@@ -39,6 +39,14 @@ class TaskConfig(Strict):
         None, description="Classification: what the model is shown for each stored label, as a list (one name "
         "per distinct label, in natural sort order: 0, 1, 2, ..., 10) or a mapping {label: name}. Results keep "
         "the stored label. Default: a Hugging Face ClassLabel's names, else the labels themselves.")
+    input_name: str | None = Field(
+        None, min_length=1, max_length=40, pattern=r"^[^\n:]+$",
+        description="What plain-completion prompts call the input, e.g. Review (as DSPy signature fields and "
+        "lm-evaluation-harness templates name it: 'Review: ...'). Default: Input.")
+    target_name: str | None = Field(
+        None, min_length=1, max_length=40, pattern=r"^[^\n:]+$",
+        description="What plain-completion prompts call the answer, e.g. Sentiment ('Sentiment (negative or "
+        "positive):'). Default: Answer.")
     test_size: float = Field(0.3, gt=0, lt=1, description="Share of rows held out for test when the "
                              "data has no splits (stratified by label, seeded).")
     validation_size: float = Field(0.1, ge=0, lt=1, description="Share of rows for validation.")

@@ -210,7 +210,8 @@ def load_task(cfg: TaskConfig, seed: int = 0, limit: int | None = None) -> Task:
         kind, [names.get(x, x) for x in labels])
     return Task(name=name, kind=kind, train=train, validation=validation, test=test,
                 instruction=instruction, labels=labels, max_input_tokens=cfg.max_input_tokens,
-                long_inputs=cfg.long_inputs, label_names=names)
+                long_inputs=cfg.long_inputs, label_names=names, input_name=cfg.input_name,
+                target_name=cfg.target_name)
 
 
 def _differ(a: str, b: str) -> bool:

@@ -26,6 +26,10 @@ class Task:
     max_input_tokens: int | None = None  # task.max_input_tokens: cap on prompt tokens (backends/context.py)
     long_inputs: str = "truncate"  # task.long_inputs: truncate | refuse
     label_names: dict[str, str] = field(default_factory=dict)  # stored label -> name shown to models (labels.py)
+    # task.input_name / task.target_name: what plain-completion prompts call the input and the answer
+    # ("Review: ...\nSentiment:"); None: the generic "Input" / "Answer"
+    input_name: str | None = None
+    target_name: str | None = None
 
     def name_of(self, label: str) -> str:
         """The name a model is shown for a stored label (the label itself when it has none)."""

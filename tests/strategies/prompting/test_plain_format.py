@@ -1,5 +1,6 @@
 """prompt_format: plain lays the prompt out as completion text (as lm-evaluation-harness does) and scores
-' label\\n' after 'Answer (a or b):'; chat keeps the chat template; plain is refused on API models."""
+' label\\n' after 'Answer:' (or the task's own field names: 'Review:' / 'Sentiment:'); chat keeps the chat
+template; plain is refused on API models."""
 
 from __future__ import annotations
 
@@ -25,24 +26,23 @@ class Scored(FakeBackend):
         return super().score(prefix, suffixes, continuations, batch_size, on_batch)
 
 
-def _task() -> Task:
+def _task(**fields) -> Task:
     ex = [Example("a", "positive vibes", "positive"), Example("b", "negative mood", "negative")]
     return Task(name="s", kind="classification", train=ex, validation=[], test=ex,
-                instruction="Classify the review.", labels=["negative", "positive"])
+                instruction="Classify the review.", labels=["negative", "positive"], **fields)
 
 
-def _fit(backend, tmp_path, name="zero-shot", **options):
+def _fit(backend, tmp_path, name="zero-shot", task=None, **options):
     strategy = strategies()[name](strategy_config({"name": name, **options}))
-    return strategy.fit(backend, _task(), FitContext(tmp_path, 0))
+    return strategy.fit(backend, task or _task(), FitContext(tmp_path, 0))
 
 
 def test_plain_prompts_read_like_lm_eval_and_score_the_label_after_the_cue(tmp_path):
     backend = Scored()
     preds = _fit(backend, tmp_path, prompt_format="plain", calibrate=False).predict(_task().test)
     prefix, suffixes, continuations = backend.calls[-1]
-    assert prefix == "Classify the review.\n\n"  # the cue lists the labels, so the system line does not
-    assert suffixes == ["Input: positive vibes\nAnswer (negative or positive):", "Input: negative mood\n"
-                        "Answer (negative or positive):"]
+    assert prefix == "Classify the review.\n\n"  # labels listed nowhere: scoring ranks only them
+    assert suffixes == ["Input: positive vibes\nAnswer:", "Input: negative mood\nAnswer:"]
     assert continuations == [" negative\n", " positive\n"]
     assert len(preds) == 2 and all(set(p.scores) == {"negative", "positive"} for p in preds)
 
@@ -51,8 +51,17 @@ def test_plain_few_shot_demonstrations_answer_after_the_same_cue(tmp_path):
     backend = Scored()
     _fit(backend, tmp_path, "few-shot", k=2, prompt_format="plain").predict(_task().test[:1])
     prefix = backend.calls[-1][0]
-    assert "Input: positive vibes\nAnswer (negative or positive): positive\n\n" in prefix
+    assert "Input: positive vibes\nAnswer: positive\n\n" in prefix
     assert "<user>" not in prefix
+
+
+def test_the_tasks_field_names_replace_input_and_answer_in_plain_prompts_and_demonstrations(tmp_path):
+    backend = Scored()
+    task = _task(input_name="Review", target_name="Sentiment")
+    _fit(backend, tmp_path, "few-shot", task=task, k=1, prompt_format="plain", calibrate=False).predict(task.test)
+    prefix, suffixes, _ = backend.calls[-1]
+    assert "Review: " in prefix and "\nSentiment: " in prefix and "Input:" not in prefix
+    assert suffixes == ["Review: positive vibes\nSentiment:", "Review: negative mood\nSentiment:"]
 
 
 def test_chat_keeps_the_chat_template_and_plain_is_refused_without_local_weights(tmp_path):
