@@ -120,6 +120,78 @@ def test_lora_fine_tunes_share_one_generation_batch(hub, run_dir, tiny_causal):
     assert alone[0] != alone[1] and alone[0] != alone[2]  # the adapters change the answer
 
 
+class Recorder:
+    """A streamer that notes which stream each token came from (`order`) and keeps the stream's token ids;
+    like transformers' TextStreamer(skip_prompt=True) it drops the prompt, generate()'s first put."""
+
+    def __init__(self, name: str, order: list[str]):
+        self.name, self.order, self.ids, self.ended, self.prompt = name, order, [], 0, True
+
+    def put(self, value) -> None:
+        if self.prompt:
+            self.prompt = False
+            return
+        self.order.append(self.name)
+        self.ids += [int(t) for t in value.reshape(-1)]
+
+    def end(self) -> None:
+        self.ended += 1
+
+
+def _prompt(hub, text: str) -> str:
+    return hub.causal.render([{"role": "user", "content": text}], add_generation_prompt=True)
+
+
+def test_concurrent_streams_take_turns_a_slice_at_a_time_with_the_same_tokens(hub, tiny_causal):
+    base, order = hub.entry(tiny_causal), []
+    params = lm.Params(max_tokens=3 * lm.STREAM_SLICE, temperature=0)
+    prompts = {"a": _prompt(hub, "great product"), "b": _prompt(hub, "the battery died")}
+    alone = {k: hub.generate(base, p, params).result(timeout=60)[0] for k, p in prompts.items()}
+    gate = threading.Event()
+    hub.worker.call(gate.wait)  # both streams queue before either starts
+    streams = {k: Recorder(k, order) for k in prompts}
+    futures = {k: hub.stream(base, p, params, streams[k]) for k, p in prompts.items()}
+    gate.set()
+    for k, f in futures.items():
+        assert f.result(timeout=60) == alone[k].tokens
+        assert hub.causal.tokenizer.decode(streams[k].ids[:alone[k].tokens], skip_special_tokens=True) == \
+            alone[k].text
+        assert streams[k].ended == 1
+    assert alone["a"].tokens > lm.STREAM_SLICE  # long enough to take more than one turn
+    assert order.index("b") < len(order) - order[::-1].index("a") - 1  # b started before a finished
+    assert order[:lm.STREAM_SLICE] == ["a"] * lm.STREAM_SLICE and order[lm.STREAM_SLICE] == "b"
+
+
+def test_adapter_streams_resume_and_prompt_learning_streams_run_whole(hub, run_dir):
+    params = lm.Params(max_tokens=2 * lm.STREAM_SLICE + 3, temperature=0)
+    prompt = _prompt(hub, "great product")
+    for name in ("ia3", "prefix-tuning"):
+        hub.add_finetuned(f"ft:{name}", run_dir / "strategies" / name / "adapter")
+        entry, order = hub.entry(f"ft:{name}"), []
+        alone = hub.generate(entry, prompt, params).result(timeout=60)[0]
+        rec = Recorder(name, order)
+        before = hub.worker.batches
+        assert hub.stream(entry, prompt, params, rec).result(timeout=60) == alone.tokens
+        assert hub.causal.tokenizer.decode(rec.ids[:alone.tokens], skip_special_tokens=True) == alone.text
+        turns = hub.worker.batches - before
+        assert alone.tokens > 2 * lm.STREAM_SLICE  # three slices' worth
+        assert turns == (1 if name == "prefix-tuning" else 3)
+
+
+def test_a_seeded_sampled_stream_is_the_same_sliced_or_whole(hub, tiny_causal):
+    base = hub.entry(tiny_causal)
+    params = lm.Params(max_tokens=2 * lm.STREAM_SLICE + 5, temperature=1.0, seed=7)
+    prompt = _prompt(hub, "tell me more")
+    got = []
+    for size in (None, 5):
+        rec = Recorder("s", [])
+        job = lm.Stream(base.backend, prompt, params, rec, slice=size)
+        while not job.step():
+            torch.rand(3)  # other requests use the global RNG between slices
+        got.append(rec.ids[:job.tokens])
+    assert got[0] == got[1] and len(got[0]) > 5
+
+
 def test_worker_serves_models_round_robin():
     worker, order, gate = ModelWorker(), [], threading.Event()
 

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from _serving import THREADS, stored, tiny_run
+from tunewise.serve import lm
 from tunewise.serve.process import ServerProcess
 
 SERVED = ["zero-shot", "few-shot", "lora", "head-only"]
@@ -91,8 +92,10 @@ def test_32_concurrent_requests_are_all_answered_correctly(client, run_dir, serv
 def test_streaming_matches_the_whole_answer(client, tiny_causal):
     base = tiny_causal.rstrip("/").rsplit("/", 1)[-1]
     messages = [{"role": "user", "content": "Say something about the battery."}]
-    whole = client.chat.completions.create(model=base, messages=messages, max_tokens=12, temperature=0)
-    chunks = list(client.chat.completions.create(model=base, messages=messages, max_tokens=12, temperature=0,
+    n = 2 * lm.STREAM_SLICE + 8  # the stream takes three turns on the model thread (serve/lm.py `Stream`)
+    whole = client.chat.completions.create(model=base, messages=messages, max_tokens=n, temperature=0)
+    assert whole.usage.completion_tokens > 2 * lm.STREAM_SLICE
+    chunks = list(client.chat.completions.create(model=base, messages=messages, max_tokens=n, temperature=0,
                                                  stream=True, stream_options={"include_usage": True}))
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == whole.choices[0].message.content

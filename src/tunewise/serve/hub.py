@@ -267,11 +267,30 @@ class ModelHub:
         return self.worker.call(run)
 
     def stream(self, entry: Entry, prompt: str, params: lm.Params, streamer) -> Future:
+        """A streamed generation; the future gets its completion tokens. On the model thread it decodes
+        `lm.STREAM_SLICE` tokens per turn and then queues again behind what arrived meanwhile, so concurrent
+        streams and requests interleave instead of waiting for a whole reply. A grammar constraint or a
+        prompt-learning adapter (its virtual tokens are not in a resumable cache) decodes in one turn.
+        The base model's streams that an external engine handles go there."""
         if entry.engine is not None and entry.engine.handles(params):
             return self._outside.submit(entry.engine.stream, prompt, params, streamer)
+        whole = params.constraint is not None or (entry.adapter is not None and entry.adapter.prompt_learning)
+        job = lm.Stream(entry.generator or entry.backend, prompt, params, streamer,
+                        slice=None if whole else lm.STREAM_SLICE)
+        done: Future = Future()
 
-        def run() -> int:
+        def turn() -> bool:
             with self._active(entry):
-                return lm.stream(entry.generator or entry.backend, prompt, params, streamer)
+                return job.step()
 
-        return self.worker.call(run)
+        def after(slice_: Future) -> None:
+            if slice_.exception() is not None:
+                job.close()
+                done.set_exception(slice_.exception())
+            elif slice_.result():
+                done.set_result(job.tokens)
+            else:
+                self.worker.call(turn).add_done_callback(after)
+
+        self.worker.call(turn).add_done_callback(after)
+        return done

@@ -1,10 +1,10 @@
 """Raw language-model operations of the server on a local causal model: batched generation with
 per-token log-probabilities (top alternatives included), prompt log-probabilities (`echo`, so clients
-can score continuations as with vLLM), and token streaming."""
+can score continuations as with vLLM), and token streaming a slice at a time (`Stream`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -13,6 +13,7 @@ from tunewise.backends.context import PREFILL_CHUNK
 from tunewise.backends.scoring import cache_kwarg
 
 GREEDY_BELOW = 1e-4  # a sampling temperature below this decodes greedily, as its distribution all but is
+STREAM_SLICE = 16  # tokens a stream decodes per turn on the model thread before queued requests run theirs
 
 
 @dataclass(frozen=True)
@@ -151,17 +152,92 @@ def prompt_logprobs(backend, prompt: str, k: int) -> dict[str, Any]:
     return out
 
 
-@torch.no_grad()
-def stream(backend, prompt: str, p: Params, streamer) -> int:
-    """Generate into a transformers TextStreamer (read by the HTTP response); returns completion tokens."""
-    tok, model = backend.tokenizer, backend.model
-    device = next(model.parameters()).device
-    enc = tok([prompt], return_tensors="pt", add_special_tokens=False).to(device)
-    if p.seed is not None:
-        torch.manual_seed(p.seed)
-    kw = _kwargs(backend, replace(p, n=1, logprobs=None))
-    out = model.generate(**enc, **kw, streamer=streamer)
-    new = [int(t) for t in out[0, enc["input_ids"].shape[1]:]]
-    eos = _eos_ids(backend)
-    return next((j for j, t in enumerate(new) if t in eos), len(new))
+class _Relay:
+    """What `generate()` streams into: new tokens go on to the client's streamer. The first call's echo of the
+    prompt goes too (the streamer skips it itself, `skip_prompt`); a resumed call's echo of its input and each
+    call's `end()` stay here, so the slices read as one stream."""
 
+    def __init__(self, streamer):
+        self.streamer, self._calls, self._echo = streamer, 0, True
+
+    def put(self, value) -> None:
+        if self._echo:
+            self._echo = False
+            if self._calls:
+                return
+        self.streamer.put(value)
+
+    def end(self) -> None:
+        self._calls, self._echo = self._calls + 1, True
+
+
+@dataclass
+class Stream:
+    """One streamed generation decoded `slice` tokens per `step()` (None: all in one step), resuming from its
+    own KV cache (transformers' `generate(past_key_values=...)`), so other requests and streams run on the
+    model thread between its slices. Greedy output equals one `generate()` call; a seeded sampled stream keeps
+    its own RNG state across slices. Tokens go to `streamer` (a TextIteratorStreamer) as they are made;
+    `streamer.end()` is called when the stream finishes (`close`). `tokens`: completion tokens so far."""
+
+    backend: Any
+    prompt: str
+    params: Params
+    streamer: Any
+    slice: int | None = STREAM_SLICE
+    tokens: int = 0
+    finished: bool = False
+    _ids: Any = None
+    _cache: Any = None
+    _rng: Any = None
+    _new: list[int] = field(default_factory=list)
+    _relay: Any = None
+
+    @torch.no_grad()
+    def step(self) -> bool:
+        """Decode the next slice; True when the stream is finished (end of text, a stop string, max_tokens)."""
+        tok, model, p = self.backend.tokenizer, self.backend.model, self.params
+        if self._ids is None:
+            device = next(model.parameters()).device
+            self._ids = tok([self.prompt], return_tensors="pt", add_special_tokens=False)["input_ids"].to(device)
+            self._relay = _Relay(self.streamer)
+            if p.seed is not None:
+                torch.manual_seed(p.seed)
+        elif self._rng is not None:
+            torch.set_rng_state(self._rng)
+        left = p.max_tokens - len(self._new)
+        want = left if self.slice is None else min(self.slice, left)
+        if want <= 0:
+            return self.close()
+        kw = _kwargs(self.backend, replace(p, n=1, logprobs=None, max_tokens=want))
+        out = model.generate(input_ids=self._ids, attention_mask=torch.ones_like(self._ids), cache=self._cache,
+                             streamer=self._relay, return_dict_in_generate=True, **kw)
+        self._rng = torch.get_rng_state() if p.temperature > 0 else None
+        got = [int(t) for t in out.sequences[0, self._ids.shape[1]:]]
+        self._ids, self._cache = out.sequences, out.get("cache")
+        eos = _eos_ids(self.backend)
+        end = next((j for j, t in enumerate(got) if t in eos), None)
+        self._new += got[:end] if end is not None else got
+        self.tokens = len(self._new)
+        text = tok.decode(self._new, skip_special_tokens=True) if p.stop else ""
+        if end is not None or len(got) < want or len(self._new) >= p.max_tokens or any(
+                s and s in text for s in p.stop):
+            return self.close()
+        return False
+
+    def close(self) -> bool:
+        """Finish: the client's streamer ends, the KV cache is let go. Returns True."""
+        if not self.finished:
+            self.finished, self._cache = True, None
+            self.streamer.end()
+        return True
+
+
+def stream(backend, prompt: str, p: Params, streamer) -> int:
+    """Generate into a transformers TextStreamer (read by the HTTP response) in one go; returns completion
+    tokens."""
+    job = Stream(backend, prompt, p, streamer, slice=None)
+    try:
+        job.step()
+    finally:
+        job.close()
+    return job.tokens
