@@ -18,8 +18,8 @@ negative/positive):
   Sentiment (the template's field words; --instruction and --no-field-names change them); `zero-shot` with
   its defaults and `few-shot` with k=4, selection=random from the same 2,000 training phrases, each as
   `tunewise run` fits it: through `fit_or_load` with the run's default `selection:` (budget 2 candidate
-  settings judged on 64 of 500 held-out SST-2 training phrases from validation.tsv, never on test; the
-  chosen settings are printed), then `predict` (label scoring with the shared-prefix KV cache).
+  settings judged on 64 of 500 held-out SST-2 training phrases of at least 10 words (validation.tsv),
+  sentence-like as the test set is, never on test; the chosen settings are printed), then `predict` (label scoring with the shared-prefix KV cache).
 
 Printed per setting: accuracy, examples/s of the test scoring alone (model load excluded on both sides;
 tunewise's fit, i.e. the validation selection and calibration, is timed apart; lm-eval's wall time including
@@ -48,6 +48,7 @@ DATA = next((p for p in (ROOT.parent / "shared" / "data", ROOT.parent.parent / "
 NAMES = ["negative", "positive"]  # SST-2's 0 and 1
 TRAIN_POOL = 2000  # training phrases both sides draw 4-shot demonstrations from
 VALIDATION = 500  # held-out training phrases (validation.tsv) tunewise's selection samples from
+MIN_WORDS = 10  # ... of at least this many words, like the test set's whole sentences (most phrases are shorter)
 # The task in words, as a user writes task.instruction: what lm-eval's template says with "Review:"/"Sentiment".
 INSTRUCTION = "Classify the sentiment of the movie review."
 
@@ -204,7 +205,9 @@ def main() -> None:
     shots = [int(s) for s in args.shots.split(",")]
     test = read_sst2(args.data / "sst2" / "test.tsv", args.limit)
     train = read_sst2(args.data / "sst2" / "train.tsv", TRAIN_POOL)
-    validation = read_sst2(args.data / "sst2" / "validation.tsv", VALIDATION)
+    # validation.tsv holds phrases of every length; the test set whole sentences: choose on sentence-like ones
+    validation = [r for r in read_sst2(args.data / "sst2" / "validation.tsv")
+                  if len(r[0].split()) >= MIN_WORDS][:VALIDATION]
     from tunewise.backends.embedded import dequantised_smollm2
 
     model = dequantised_smollm2()

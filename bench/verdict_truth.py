@@ -45,9 +45,9 @@ STRATEGIES = {  # the bench's settings: small enough for 2 CPU cores (stated in 
 }
 DEFAULT = "zero-shot,few-shot,head-only,setfit,full-finetune"
 DATASETS = {
-    "sst2": {"labels": {"0": "negative", "1": "positive"}, "header": True,
+    "sst2": {"labels": {"0": "negative", "1": "positive"}, "header": True, "fields": ("Review", "Sentiment"),
              "instruction": "Is the sentiment of this movie review positive or negative?"},
-    "agnews": {"labels": None, "header": False,
+    "agnews": {"labels": None, "header": False, "fields": ("Article", "Topic"),
                "instruction": "Which topic is this news article about: World, Sports, Business or Sci/Tech?"},
 }
 
@@ -90,7 +90,8 @@ def config(name: str, files: dict[str, str], strategies: list[dict], full: int, 
            pilot: float | None):
     task = {"source": files["train"], "validation": files["validation"], "test": files["test"],
             "input_column": "text", "target_column": "label", "kind": "classification", "name": name,
-            "max_train_examples": full, "instruction": DATASETS[name]["instruction"]}
+            "max_train_examples": full, "instruction": DATASETS[name]["instruction"],
+            "input_name": DATASETS[name]["fields"][0], "target_name": DATASETS[name]["fields"][1]}
     return parse_config({"task": task, "strategies": strategies, "seed": seed, "output_dir": out, "pilot": pilot},
                         "bench/verdict_truth.py")
 

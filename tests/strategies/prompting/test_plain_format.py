@@ -43,7 +43,7 @@ def test_plain_prompts_read_like_lm_eval_and_score_the_label_after_the_cue(tmp_p
     prefix, suffixes, continuations = backend.calls[-1]
     assert prefix == "Classify the review.\n\n"  # labels listed nowhere: scoring ranks only them
     assert suffixes == ["Input: positive vibes\nAnswer:", "Input: negative mood\nAnswer:"]
-    assert continuations == [" negative\n", " positive\n"]
+    assert continuations == [" negative", " positive"]  # the label alone: neither label's tokens begin the other
     assert len(preds) == 2 and all(set(p.scores) == {"negative", "positive"} for p in preds)
 
 
@@ -70,3 +70,14 @@ def test_chat_keeps_the_chat_template_and_plain_is_refused_without_local_weights
     assert backend.calls[-1][1][0].startswith("<user>positive vibes</user>")
     with pytest.raises(UserError, match=r"strategies\.zero-shot\.prompt_format: plain needs a local model"):
         _fit(backend, tmp_path, prompt_format="plain")
+
+
+def test_the_end_of_the_answer_is_scored_only_where_one_labels_tokens_begin_anothers():
+    from tunewise.strategies.prompting._common import label_slot, scored_answers
+
+    local, api = Scored(), Scored(local=False)
+    assert scored_answers(local, ["World", "Sci Tech"]) == ["World", "Sci Tech"]
+    # "Sci" is the first token of "Sci Tech": without the end, P(Sci) >= P(Sci Tech) always, so it is kept
+    assert scored_answers(local, ["Sci", "Sci Tech"]) == ["Sci</assistant>", "Sci Tech</assistant>"]
+    assert scored_answers(api, ["World", "Sci Tech"]) == ["World</assistant>", "Sci Tech</assistant>"]
+    assert label_slot(local, ["World", "Sci Tech"]) == 2 and label_slot(local, ["Sci", "Sci Tech"]) == 2

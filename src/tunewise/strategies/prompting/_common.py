@@ -88,8 +88,7 @@ class ScoringPredictor(Predictor):
         self.backend, self.task, self.shared, self.batch_size = backend, task, shared, batch_size
         self.calibrate, self.demos_for = calibrate, demos_for
         self.model = backend.model
-        eot = backend.end_of_turn()
-        self.continuations = [backend.answer_prefix() + label + eot for label in task.labels]
+        self.continuations = scored_answers(backend, task.labels)
         self.reserve = label_slot(backend, task.labels)  # the answer slot, in tokens
         self.calibration: dict[str, float] | None = None  # label -> content-free probability (fixed prompt)
         self._p_cf: np.ndarray | None = None
@@ -194,25 +193,44 @@ class GenerationPredictor(Predictor):
         return preds
 
 
-def prompt_predictor(backend, task: Task, shared: Messages, batch_size: int = 16, max_new_tokens: int = 64,
+SCORE_BATCH = 32  # prompts per label-scoring forward (memory is bounded by tokens: context.BATCH_TOKENS); SST-2 on
+# SmolLM2, 2 CPU cores: 28.8 examples/s at 16, 30.6 at 32, 29.3 at 64
+GENERATE_BATCH = 16
+
+
+def prompt_predictor(backend, task: Task, shared: Messages, batch_size: int | None = None, max_new_tokens: int = 64,
                      calibrate: bool = False, demos_for: DemosFor | None = None, structured: Structured | None = None
                      ) -> Predictor:
     """Label scoring when the task is classification and the backend gives log-probs; else generation.
     `calibrate` needs label scoring (see `can_calibrate`); `demos_for` picks demonstrations per example;
-    `structured` (generation only, see `_structured.structured_output`) generates under a JSON schema."""
+    `structured` (generation only, see `_structured.structured_output`) generates under a JSON schema.
+    `batch_size` None: SCORE_BATCH prompts per forward when scoring, GENERATE_BATCH when generating."""
     if uses_scoring(backend, task):
-        return ScoringPredictor(backend, task, shared, batch_size=batch_size, calibrate=calibrate,
+        return ScoringPredictor(backend, task, shared, batch_size=batch_size or SCORE_BATCH, calibrate=calibrate,
                                 demos_for=demos_for)
     if calibrate:
         raise ValueError("contextual calibration needs label scoring; check uses_scoring() first")
-    return GenerationPredictor(backend, shared, max_new_tokens=max_new_tokens, batch_size=batch_size,
+    return GenerationPredictor(backend, shared, max_new_tokens=max_new_tokens, batch_size=batch_size or GENERATE_BATCH,
                                demos_for=demos_for, task=task, structured=structured)
 
 
+def scored_answers(backend, labels: Sequence[str]) -> list[str]:
+    """What label scoring appends to the prompt for each label: the answer prefix and the label, and the end of
+    the answer (`end_of_turn`) only where it is needed to tell labels apart: on a model with local weights
+    when no label's tokens begin another's (not "pos" / "positive"), the label alone is scored, as
+    lm-evaluation-harness does; else, and on API models, label + end. The end token costs a second forward
+    per batch (SST-2, SmolLM2-135M, plain prompt, calibrated: 23.5 vs 29.3 examples/s, 78.7% both ways)."""
+    bare = [backend.answer_prefix() + label for label in labels]
+    if backend.capabilities.local_weights:
+        ids = [tuple(backend.encode(text)) for text in bare]
+        if all(a and not (i != j and b[:len(a)] == a) for i, a in enumerate(ids) for j, b in enumerate(ids)):
+            return bare
+    return [text + backend.end_of_turn() for text in bare]
+
+
 def label_slot(backend, labels: Sequence[str]) -> int:
-    """Tokens of the longest label as label scoring appends it (answer prefix, label, end of turn)."""
-    eot = backend.end_of_turn()
-    return max(backend.count_tokens(backend.answer_prefix() + label + eot) for label in labels)
+    """Tokens of the longest label as label scoring appends it (`scored_answers`)."""
+    return max(backend.count_tokens(text) for text in scored_answers(backend, labels))
 
 
 def answer_reserve(backend, task: Task, max_new_tokens: int) -> int:
