@@ -19,7 +19,8 @@ negative/positive):
   its defaults and `few-shot` with k=4, selection=random from the same 2,000 training phrases, each as
   `tunewise run` fits it: through `fit_or_load` with the run's default `selection:` (budget 2 candidate
   settings judged on 64 of 500 held-out SST-2 training phrases of at least 10 words (validation.tsv),
-  sentence-like as the test set is, never on test; the chosen settings are printed), then `predict` (label scoring with the shared-prefix KV cache).
+  sentence-like as the test set is, never on test; the chosen settings are printed), then `predict` (label
+  scoring with the shared-prefix KV cache).
 
 Printed per setting: accuracy, examples/s of the test scoring alone (model load excluded on both sides;
 tunewise's fit, i.e. the validation selection and calibration, is timed apart; lm-eval's wall time including

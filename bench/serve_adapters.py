@@ -11,6 +11,10 @@
 3. Throughput: `--clients` concurrent clients send `--requests` classification chats through the openai SDK,
    all to one adapter on a server of that adapter alone, then spread over the 8 adapters on a server of
    all of them. Prints requests/s and p50/p95 latency (ms). Goal: 8 adapters >= 0.8x one.
+   With --each, every adapter is also served alone (a server of its own, the same load): prompt-learning
+   adapters cost more per request than LoRA (virtual tokens, no shared-prefix cache), so the mix is also
+   compared with the harmonic mean of the adapters' own requests/s, what serving the same requests one
+   adapter at a time would reach: all / that mean is what sharing one base costs.
 
 Timings on a shared machine are noisy: compare ratios from one invocation, not numbers across days.
 """
@@ -104,6 +108,7 @@ def main() -> None:
     ap.add_argument("--model", default=None, help="causal model of the run it builds (default: the config's)")
     ap.add_argument("--output", default="runs/bench-adapters")
     ap.add_argument("--threads", type=int, default=None, help="CPU threads of each server")
+    ap.add_argument("--each", action="store_true", help="also serve every adapter alone (see 3.)")
     args = ap.parse_args()
     if args.threads:
         import torch
@@ -123,6 +128,12 @@ def main() -> None:
         print(f"{label:<16}{b / 2**20:>12.1f}{r['rss']:>9.0f}{r['rps']:>8.2f}{r['p50']:>8.0f}{r['p95']:>8.0f}")
     print(f"memory all / one: tensors {ball / b1:.3f}x, RSS {rall['rss'] / r1['rss']:.3f}x (goal <= 1.2x)")
     print(f"throughput all / one at {args.clients} clients: {rall['rps'] / r1['rps']:.3f}x (goal >= 0.8x)")
+    if args.each:
+        alone = {s: serve_and_load(run_dir, [s], inputs, args.clients, args.requests, threads)["rps"]
+                 for s in served}
+        mean = len(alone) / sum(1 / r for r in alone.values())
+        print("each alone, requests/s: " + ", ".join(f"{s} {r:.2f}" for s, r in alone.items()))
+        print(f"throughput all / harmonic mean of each alone ({mean:.2f} requests/s): {rall['rps'] / mean:.3f}x")
 
 
 if __name__ == "__main__":
