@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -76,7 +77,7 @@ def served(run_dir, tiny_causal, smollm2_tokenizer, tmp_path_factory):
                              gguf=str(gguf), threads=1)
     yield TestClient(app_), hub
     hub.close()
-    assert hub.external.server.proc.poll() is not None  # the server process is stopped
+    assert hub.external.proc.poll() is not None  # the llama.cpp worker is stopped
 
 
 @needs_llamacpp
@@ -118,3 +119,44 @@ def test_logprobs_and_strategies_stay_on_the_transformers_model(served, run_dir)
         rows = stored(run_dir, strategy)
         preds = hub.predict(hub.entry(strategy), [r["input"] for r in rows]).result(timeout=120)
         assert [p.output for p in preds] == [r["output"] for r in rows]
+
+
+def test_sigterm_ends_serve_through_its_finally_blocks():
+    """uvicorn re-raises SIGTERM after its graceful shutdown; with the default handler the process would die
+    before `hub.close()` stops the llamacpp engine's server (an orphan). Inside serve it raises SystemExit."""
+    import signal
+
+    from tunewise.serve import _sigterm_exits
+
+    before = signal.getsignal(signal.SIGTERM)
+    closed = []
+    with pytest.raises(SystemExit) as exited:
+        try:
+            with _sigterm_exits():
+                signal.raise_signal(signal.SIGTERM)
+        finally:
+            closed.append(True)
+    assert exited.value.code == 128 + signal.SIGTERM and closed == [True]
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+@needs_llamacpp
+def test_stopping_serve_stops_the_llamacpp_server_it_started(run_dir, tiny_causal, smollm2_tokenizer, tmp_path):
+    import subprocess
+
+    from transformers import AutoModelForCausalLM
+
+    from tunewise.backends.gguf import write_gguf
+    from tunewise.serve.process import ServerProcess
+
+    gguf = tmp_path / "tiny.gguf"
+    write_gguf(AutoModelForCausalLM.from_pretrained(tiny_causal), smollm2_tokenizer, gguf, embedded_gguf(SMOLLM2),
+               "f32")
+
+    def children() -> list[str]:  # llama.cpp workers on this GGUF (not the serve process naming it in --gguf)
+        found = subprocess.run(["pgrep", "-f", "import llama_cpp"], capture_output=True, text=True).stdout.split()
+        return [pid for pid in found if str(gguf).encode() in Path(f"/proc/{pid}/cmdline").read_bytes()]
+
+    with ServerProcess(run_dir, ["--engine", "llamacpp", "--gguf", str(gguf), "--threads", "1"]):
+        assert len(children()) == 1
+    assert children() == []

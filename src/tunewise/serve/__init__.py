@@ -7,7 +7,10 @@ runs it. The key (optional) is read from an environment variable and is never pr
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import signal
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +67,26 @@ def serve_run(run_dir: str | Path, strategies: list[str] | None = None, host: st
         + (f"; {hub.base_id} generates with the {engine} engine" if engine != "transformers" else "")
         + (f"; key required (from ${api_key_env})" if api_key else ""))
     try:
-        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+        with _sigterm_exits():
+            uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
     finally:
         hub.close()
+
+
+@contextlib.contextmanager
+def _sigterm_exits():
+    """SIGTERM raises SystemExit here, so `finally` blocks run (hub.close stops the llamacpp engine's server).
+    uvicorn shuts down gracefully on SIGTERM and then raises the signal again with the handler it found; the
+    default handler would end the process on the spot, leaving that server orphaned. Main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def exit_(signum, frame):
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, exit_)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
