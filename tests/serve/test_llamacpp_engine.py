@@ -23,7 +23,7 @@ from tunewise.errors import UserError
 from tunewise.serve.engines import gguf_for
 
 HAS_LLAMACPP = bool(os.environ.get("TUNEWISE_LLAMACPP_PYTHON")) or importlib.util.find_spec("llama_cpp") is not None
-needs_llamacpp = pytest.mark.skipif(not HAS_LLAMACPP, reason="llama-cpp-python's server is not installed (set "
+needs_llamacpp = pytest.mark.skipif(not HAS_LLAMACPP, reason="llama-cpp-python is not installed (set "
                                     "TUNEWISE_LLAMACPP_PYTHON; bench/llamacpp_peer.py builds one)")
 
 
