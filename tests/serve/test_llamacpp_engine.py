@@ -1,8 +1,8 @@
-"""`tunewise serve --engine llamacpp` (serve/llamacpp.py): the base model's plain generation runs in
-llama-cpp-python's server on a GGUF of it; log-probabilities, grammar-constrained requests and every strategy stay
-on the transformers model; wrong set-ups are refused in one line.
+"""`tunewise serve --engine llamacpp` (serve/llamacpp.py): the base model's plain generation runs on llama.cpp
+(llama-cpp-python's `Llama` in a worker process) on a GGUF of it; log-probabilities, grammar-constrained requests
+and every strategy stay on the transformers model; wrong set-ups are refused in one line.
 
-The end-to-end tests need llama-cpp-python's server (compiled from source, minutes: never installed by
+The end-to-end tests need llama-cpp-python (compiled from source, minutes: never installed by
 `make test`): they run where TUNEWISE_LLAMACPP_PYTHON names a python that has it (bench/llamacpp_peer.py builds
 one) or this python has it, and are skipped otherwise."""
 
