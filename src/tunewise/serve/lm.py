@@ -177,20 +177,26 @@ class Stream:
     own KV cache (transformers' `generate(past_key_values=...)`), so other requests and streams run on the
     model thread between its slices. Greedy output equals one `generate()` call; a seeded sampled stream keeps
     its own RNG state across slices. Tokens go to `streamer` (a TextIteratorStreamer) as they are made;
-    `streamer.end()` is called when the stream finishes (`close`). `tokens`: completion tokens so far."""
+    `streamer.end()` is called when the stream finishes (`close`)."""
 
     backend: Any
     prompt: str
     params: Params
     streamer: Any
     slice: int | None = STREAM_SLICE
-    tokens: int = 0
     finished: bool = False
     _ids: Any = None
     _cache: Any = None
     _rng: Any = None
     _new: list[int] = field(default_factory=list)
-    _relay: Any = None
+
+    def __post_init__(self) -> None:
+        self._relay = _Relay(self.streamer)
+
+    @property
+    def tokens(self) -> int:
+        """Completion tokens so far."""
+        return len(self._new)
 
     @torch.no_grad()
     def step(self) -> bool:
@@ -199,7 +205,6 @@ class Stream:
         if self._ids is None:
             device = next(model.parameters()).device
             self._ids = tok([self.prompt], return_tensors="pt", add_special_tokens=False)["input_ids"].to(device)
-            self._relay = _Relay(self.streamer)
             if p.seed is not None:
                 torch.manual_seed(p.seed)
         elif self._rng is not None:
@@ -217,7 +222,6 @@ class Stream:
         eos = _eos_ids(self.backend)
         end = next((j for j, t in enumerate(got) if t in eos), None)
         self._new += got[:end] if end is not None else got
-        self.tokens = len(self._new)
         text = tok.decode(self._new, skip_special_tokens=True) if p.stop else ""
         if end is not None or len(got) < want or len(self._new) >= p.max_tokens or any(
                 s and s in text for s in p.stop):
@@ -231,13 +235,3 @@ class Stream:
             self.streamer.end()
         return True
 
-
-def stream(backend, prompt: str, p: Params, streamer) -> int:
-    """Generate into a transformers TextStreamer (read by the HTTP response) in one go; returns completion
-    tokens."""
-    job = Stream(backend, prompt, p, streamer, slice=None)
-    try:
-        job.step()
-    finally:
-        job.close()
-    return job.tokens

@@ -89,7 +89,7 @@ class ScoringPredictor(Predictor):
         self.calibrate, self.demos_for = calibrate, demos_for
         self.model = backend.model
         self.continuations = scored_answers(backend, task.labels)
-        self.reserve = label_slot(backend, task.labels)  # the answer slot, in tokens
+        self.reserve = max(backend.count_tokens(text) for text in self.continuations)  # the answer slot (tokens)
         self.calibration: dict[str, float] | None = None  # label -> content-free probability (fixed prompt)
         self._p_cf: np.ndarray | None = None
         if calibrate and demos_for is None:
